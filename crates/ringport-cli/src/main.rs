@@ -1,0 +1,4 @@
+//! The `ringport` command (skeleton; being written).
+#![forbid(unsafe_code)]
+
+fn main() {}

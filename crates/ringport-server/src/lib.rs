@@ -1,0 +1,2 @@
+//! The IOCP server framework (placeholder; being written).
+#![forbid(unsafe_code)]

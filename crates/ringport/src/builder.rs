@@ -1,0 +1,162 @@
+//! Building a port: concurrency, backend choice and sizes.
+
+use std::fmt;
+use std::io;
+
+use crate::port::CompletionPort;
+use crate::shared::Shared;
+use crate::sys::{self, Driver};
+
+/// The engine a port runs on.
+///
+/// ```
+/// let port = ringport::CompletionPort::new(0)?;
+/// println!("backend: {}", port.backend());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// The kernel performs the I/O (io_uring).
+    IoUring,
+    /// Readiness with edge-triggered epoll; the port performs the I/O.
+    Epoll,
+}
+
+impl BackendKind {
+    /// `"io_uring"` or `"epoll"`.
+    ///
+    /// ```
+    /// assert_eq!(ringport::BackendKind::Epoll.name(), "epoll");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::IoUring => "io_uring",
+            BackendKind::Epoll => "epoll",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = io::Error;
+    fn from_str(s: &str) -> io::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "uring" | "io_uring" | "io-uring" | "iouring" => Ok(BackendKind::IoUring),
+            "epoll" => Ok(BackendKind::Epoll),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown backend {other:?} (expected uring or epoll)"),
+            )),
+        }
+    }
+}
+
+/// Configures and creates a [`CompletionPort`].
+///
+/// ```
+/// use ringport::{BackendKind, CompletionPort};
+/// let port = CompletionPort::builder()
+///     .concurrency(2)
+///     .backend(BackendKind::Epoll)
+///     .build()?;
+/// assert_eq!(port.backend(), BackendKind::Epoll);
+/// assert_eq!(port.concurrency(), 2);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    pub(crate) concurrency: usize,
+    pub(crate) backend: Option<BackendKind>,
+    pub(crate) entries: u32,
+    pub(crate) pool_buf_size: usize,
+    pub(crate) pool_bufs: usize,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            concurrency: 0,
+            backend: None,
+            entries: 1024,
+            pool_buf_size: 8192,
+            pool_bufs: 256,
+        }
+    }
+}
+
+impl Builder {
+    /// How many threads may run completions at once; 0 means the number of
+    /// CPUs (`NumberOfConcurrentThreads`).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Forces a backend. Without it the port takes io_uring when it can be
+    /// set up with every operation it needs, and epoll otherwise; the
+    /// environment variable `RINGPORT_BACKEND=uring|epoll` overrides that
+    /// automatic choice (but not this call).
+    pub fn backend(mut self, kind: BackendKind) -> Self {
+        self.backend = Some(kind);
+        self
+    }
+
+    /// Submission queue size of the io_uring backend (default 1024; the
+    /// completion queue is eight times larger). Ignored by epoll.
+    pub fn entries(mut self, n: u32) -> Self {
+        self.entries = n.max(8);
+        self
+    }
+
+    /// Size of each buffer used by pooled receives (default 8 KiB).
+    pub fn pool_buffer_size(mut self, n: usize) -> Self {
+        self.pool_buf_size = n.clamp(64, 1 << 20);
+        self
+    }
+
+    /// How many pooled-receive buffers the kernel may fill before the port
+    /// hands them out (default 256, rounded up to a power of two).
+    pub fn pool_buffers(mut self, n: usize) -> Self {
+        self.pool_bufs = n.clamp(1, 32768).next_power_of_two();
+        self
+    }
+
+    /// Creates the port.
+    ///
+    /// # Errors
+    /// When the requested (or `RINGPORT_BACKEND`) backend cannot be set up,
+    /// with the reason; when neither backend can.
+    pub fn build(self) -> io::Result<CompletionPort> {
+        let concurrency = if self.concurrency == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            self.concurrency
+        };
+        let wanted = match self.backend {
+            Some(kind) => Some(kind),
+            None => match std::env::var("RINGPORT_BACKEND") {
+                Ok(v) if !v.trim().is_empty() => Some(v.parse()?),
+                _ => None,
+            },
+        };
+        let driver = match wanted {
+            Some(BackendKind::IoUring) => Driver::Uring(sys::uring::Driver::new(&self)?),
+            Some(BackendKind::Epoll) => Driver::Epoll(sys::epoll::Driver::new(&self)?),
+            None => match sys::uring::Driver::new(&self) {
+                Ok(d) => Driver::Uring(d),
+                Err(why) => {
+                    tracing::warn!("io_uring unavailable ({why}); using the epoll backend");
+                    Driver::Epoll(sys::epoll::Driver::new(&self)?)
+                }
+            },
+        };
+        Ok(CompletionPort::from_shared(
+            Shared::new(driver, concurrency, &self).into_arc(),
+        ))
+    }
+}

@@ -1,0 +1,491 @@
+//! The port's state shared by every thread: the op table, the scheduler and
+//! the backend, and the logic that turns a kernel result into a completion
+//! (continuing partial sends, reposting pooled receives, keeping lanes in
+//! order).
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::buf::BufPool;
+use crate::builder::Builder;
+use crate::completion::{Accepted, Completion, GetError, OpId, OpKind};
+use crate::handle::HandleInner;
+use crate::op::{Lane, OpData};
+use crate::sched::{self, Notify, Sched};
+use crate::sys::arena::Arena;
+use crate::sys::{Backend, Driver};
+
+static NEXT_PORT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How long shutdown waits for cancelled operations to come back before it
+/// gives up and leaks their memory rather than free what the kernel may hold.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    pub(crate) me: Weak<Shared>,
+    // Field order matters: the driver (and with it the kernel's view of every
+    // op) goes before the op table.
+    pub(crate) driver: Driver,
+    pub(crate) sched: Sched,
+    pub(crate) arena: Arena,
+    pub(crate) pool: BufPool,
+}
+
+/// What a kernel result means for its op.
+enum Next {
+    /// Start the same op again (the rest of a send, the first data of an
+    /// accept, a pooled receive that ran out of buffers).
+    Restart,
+    /// Hand out a completion and keep the op posted.
+    Emit(Completion),
+    /// Hand out a completion, keep the op and start it again.
+    EmitRestart(Completion),
+    /// The op is done.
+    Final,
+    /// Hand out a completion, then end the op as cancelled.
+    EmitThenFinal(Completion),
+}
+
+impl Shared {
+    pub(crate) fn new(driver: Driver, concurrency: usize, b: &Builder) -> Shared {
+        // Constructed inside Arc::new_cyclic by the caller's Arc::new: patch
+        // `me` below.
+        Shared {
+            id: NEXT_PORT_ID.fetch_add(1, Ordering::Relaxed),
+            me: Weak::new(),
+            driver,
+            sched: Sched::new(concurrency),
+            arena: Arena::new(),
+            pool: BufPool::new(b.pool_buf_size, b.pool_bufs * 4),
+        }
+    }
+
+    pub(crate) fn into_arc(mut self) -> Arc<Shared> {
+        Arc::new_cyclic(|me| {
+            self.me = me.clone();
+            self
+        })
+    }
+
+    // ---- dequeue -------------------------------------------------------
+
+    pub(crate) fn notify(&self) {
+        if self.sched.notify(POLLING.with(|p| p.get()) == self.id) == Notify::WakeBackend {
+            self.driver.wake();
+        }
+    }
+
+    fn leave_running(&self) {
+        if sched::unmark(self.id) == Some(true) {
+            self.sched.sub_running();
+            self.notify();
+        }
+    }
+
+    pub(crate) fn get(&self, timeout: Option<Duration>) -> Result<Completion, GetError> {
+        self.leave_running();
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.sched.is_closed() {
+                return Err(GetError::Closed);
+            }
+            if let Some(c) = self.sched.try_take() {
+                sched::mark_running(self.id, &self.me);
+                return Ok(c);
+            }
+            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if self.sched.try_poller() {
+                POLLING.with(|p| p.set(self.id));
+                let polled = self.driver.poll(self, remaining);
+                POLLING.with(|p| p.set(0));
+                self.sched.release_poller();
+                self.notify();
+                polled.map_err(GetError::Io)?;
+                if self.sched.is_closed() {
+                    return Err(GetError::Closed);
+                }
+                if let Some(c) = self.sched.try_take() {
+                    sched::mark_running(self.id, &self.me);
+                    return Ok(c);
+                }
+                if remaining == Some(Duration::ZERO) {
+                    return Err(GetError::TimedOut);
+                }
+                continue;
+            }
+            if let Err(e) = self.driver.flush() {
+                tracing::debug!("flush before parking failed: {e}");
+            }
+            if remaining == Some(Duration::ZERO) {
+                return Err(GetError::TimedOut);
+            }
+            self.sched.park(deadline);
+        }
+    }
+
+    pub(crate) fn get_many(
+        &self,
+        out: &mut Vec<Completion>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, GetError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let first = self.get(timeout)?;
+        out.push(first);
+        let mut n = 1;
+        // The slot taken by `get` covers the whole batch, as one
+        // GetQueuedCompletionStatusEx call counts as one running thread.
+        while n < max {
+            match self.sched.queue.pop() {
+                Some(c) => {
+                    out.push(c);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn post(&self, c: Completion) -> io::Result<()> {
+        if self.sched.is_closed() {
+            return Err(closed_error());
+        }
+        self.sched.queue.push(c);
+        self.notify();
+        Ok(())
+    }
+
+    pub(crate) fn begin_blocking(&self) -> bool {
+        if sched::set_blocking(self.id, true) {
+            self.sched.sub_running();
+            if let Err(e) = self.driver.flush() {
+                tracing::debug!("flush before blocking failed: {e}");
+            }
+            self.notify();
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn end_blocking(&self) {
+        if sched::set_blocking(self.id, false) {
+            self.sched.add_running();
+        }
+    }
+
+    // ---- posting -------------------------------------------------------
+
+    /// Puts `op` in the table and starts it, or queues it behind its lane.
+    pub(crate) fn submit(&self, mut op: OpData) -> io::Result<OpId> {
+        if self.sched.is_closed() {
+            return Err(closed_error());
+        }
+        let handle = op.handle.clone();
+        let lane = op.lane.take();
+        let id = self.arena.insert(op).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "too many operations outstanding",
+            )
+        })?;
+        if let (Some(h), Some(lane)) = (&handle, lane) {
+            let mut lanes = h.lanes.lock();
+            let q = &mut lanes[lane as usize];
+            if h.closed.load(Ordering::Acquire) {
+                drop(lanes);
+                self.complete(id, -libc::ECANCELED, false, None);
+                return Ok(id);
+            }
+            if q.busy {
+                q.waiting.push_back(id);
+                drop(lanes);
+                self.arena.with(id, |op| op.lane = Some(lane));
+                return Ok(id);
+            }
+            q.busy = true;
+            drop(lanes);
+            self.arena.with(id, |op| op.lane = Some(lane));
+        }
+        self.driver.start(self, id, sched::is_running(self.id));
+        if let Some(h) = &handle {
+            if h.closed.load(Ordering::Acquire) {
+                self.cancel(id);
+            }
+        }
+        Ok(id)
+    }
+
+    /// Cancels one op: a queued one completes at once, a started one when the
+    /// kernel lets go of it.
+    pub(crate) fn cancel(&self, id: OpId) -> bool {
+        let Some((handle, lane)) = self.arena.with(id, |op| {
+            op.cancelled = true;
+            (op.handle.clone(), op.lane)
+        }) else {
+            return false;
+        };
+        if let (Some(h), Some(lane)) = (handle, lane) {
+            let mut lanes = h.lanes.lock();
+            let q = &mut lanes[lane as usize];
+            if let Some(i) = q.waiting.iter().position(|w| *w == id) {
+                q.waiting.remove(i);
+                drop(lanes);
+                self.arena.with(id, |op| op.lane = None);
+                self.complete(id, -libc::ECANCELED, false, None);
+                return true;
+            }
+        }
+        self.driver.cancel(self, id);
+        true
+    }
+
+    /// Stops every op of a handle and refuses new ones.
+    pub(crate) fn cancel_handle(&self, h: &HandleInner) {
+        let waiting: Vec<OpId> = {
+            let mut lanes = h.lanes.lock();
+            h.closed.store(true, Ordering::Release);
+            lanes.iter_mut().flat_map(|q| q.waiting.drain(..)).collect()
+        };
+        for id in waiting {
+            self.arena.with(id, |op| op.lane = None);
+            self.complete(id, -libc::ECANCELED, false, None);
+        }
+        self.driver.cancel_handle(self, h);
+    }
+
+    // ---- completing ----------------------------------------------------
+
+    /// Reports a kernel result for `id`. Called by the backends (through
+    /// `sys::reap`, which has already committed received bytes) and for ops
+    /// that end without reaching the kernel.
+    pub(crate) fn complete(&self, id: OpId, res: i32, more: bool, pooled: Option<Vec<u8>>) {
+        let closed = self.sched.is_closed();
+        let Some(next) = self
+            .arena
+            .with(id, |op| decide(id, op, res, more, pooled, closed))
+        else {
+            return;
+        };
+        match next {
+            Next::Restart => self.driver.start(self, id, true),
+            Next::Emit(c) => self.deliver(c),
+            Next::EmitRestart(c) => {
+                self.deliver(c);
+                self.driver.start(self, id, true);
+            }
+            Next::EmitThenFinal(c) => {
+                self.deliver(c);
+                self.finish(id, -libc::ECANCELED);
+            }
+            Next::Final => self.finish(id, res),
+        }
+    }
+
+    /// Removes a finished op, hands out its completion and frees its lane.
+    fn finish(&self, id: OpId, res: i32) {
+        {
+            {
+                let Some(op) = self.arena.remove(id) else {
+                    return;
+                };
+                let lane = op.lane.zip(op.handle.clone());
+                let c = final_completion(id, op, res);
+                self.deliver(c);
+                if let Some((lane, h)) = lane {
+                    self.release_lane(&h, lane);
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, c: Completion) {
+        if self.sched.is_closed() {
+            // Nobody will dequeue it; its buffer and socket are freed here,
+            // after the kernel has let go of them.
+            return;
+        }
+        self.sched.queue.push(c);
+        self.notify();
+    }
+
+    /// Passes a handle's lane to the next waiting op, if any.
+    fn release_lane(&self, h: &Arc<HandleInner>, lane: Lane) {
+        let next = {
+            let mut lanes = h.lanes.lock();
+            let q = &mut lanes[lane as usize];
+            match q.waiting.pop_front() {
+                Some(next) => Some(next),
+                None => {
+                    q.busy = false;
+                    None
+                }
+            }
+        };
+        if let Some(next) = next {
+            if h.closed.load(Ordering::Acquire) || self.sched.is_closed() {
+                self.complete(next, -libc::ECANCELED, false, None);
+            } else {
+                self.driver.start(self, next, true);
+            }
+        }
+    }
+
+    // ---- shutdown ------------------------------------------------------
+
+    pub(crate) fn shutdown(&self) {
+        if self.sched.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.sched.wake_all();
+        let start = Instant::now();
+        // Take the poller's seat: the current poller sees `closed` and leaves.
+        while !self.sched.try_poller() {
+            self.driver.wake();
+            if start.elapsed() > DRAIN_LIMIT {
+                tracing::error!("shutdown: the poller did not return");
+                return;
+            }
+            std::thread::yield_now();
+        }
+        for id in self.arena.ids() {
+            self.cancel(id);
+        }
+        while self.arena.live() > 0 && start.elapsed() < DRAIN_LIMIT {
+            if let Err(e) = self.driver.poll(self, Some(Duration::from_millis(20))) {
+                tracing::error!("shutdown: reaping cancelled operations failed: {e}");
+                break;
+            }
+        }
+        while self.sched.queue.pop().is_some() {}
+        self.sched.wake_all();
+        // The seat stays taken: nobody polls a closed port again.
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.shutdown();
+        let live = self.arena.live();
+        if live > 0 {
+            tracing::error!(
+                "{live} operations never completed; leaking their memory rather than \
+                 freeing buffers the kernel may still write"
+            );
+            std::mem::forget(std::mem::replace(&mut self.arena, Arena::new()));
+        }
+    }
+}
+
+thread_local! {
+    /// The id of the port this thread is polling, 0 if none.
+    static POLLING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+pub(crate) fn closed_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the completion port was shut down",
+    )
+}
+
+fn decide(
+    id: OpId,
+    op: &mut OpData,
+    res: i32,
+    more: bool,
+    pooled: Option<Vec<u8>>,
+    closed: bool,
+) -> Next {
+    let stopping = closed
+        || op.cancelled
+        || op
+            .handle
+            .as_ref()
+            .is_some_and(|h| h.closed.load(Ordering::Acquire));
+    match op.kind {
+        OpKind::SendAll if res > 0 && !stopping => {
+            op.pos += res as usize;
+            if op.pos < op.buf.as_ref().map_or(0, Vec::len) {
+                Next::Restart
+            } else {
+                Next::Final
+            }
+        }
+        OpKind::Accept if res >= 0 && op.buf.is_some() && !op.first_data_started => {
+            if stopping {
+                return Next::Final;
+            }
+            op.first_data_started = true;
+            Next::Restart
+        }
+        OpKind::RecvPooled => {
+            if res == -libc::ENOBUFS && !stopping {
+                return Next::Restart;
+            }
+            if res <= 0 {
+                return Next::Final;
+            }
+            // Data completions always say `more`: the op ends with a final
+            // completion (end of stream, error or cancellation) of its own.
+            let c = Completion {
+                key: op.key,
+                user: op.user,
+                kind: op.kind,
+                id,
+                result: Ok(res as usize),
+                buf: pooled,
+                accepted: None,
+                more: true,
+            };
+            match (more, stopping) {
+                (true, _) => Next::Emit(c),
+                (false, false) => Next::EmitRestart(c),
+                (false, true) => Next::EmitThenFinal(c),
+            }
+        }
+        _ => Next::Final,
+    }
+}
+
+fn final_completion(id: OpId, mut op: OpData, res: i32) -> Completion {
+    let result = if res < 0 {
+        match (op.kind, -res) {
+            (OpKind::Timeout, libc::ETIME) => Ok(0),
+            (_, libc::EINTR) if op.cancelled => Err(libc::ECANCELED),
+            (_, e) => Err(e),
+        }
+    } else {
+        Ok(match op.kind {
+            OpKind::SendAll => op.pos,
+            OpKind::Accept if op.buf.is_some() => res as usize,
+            OpKind::Accept | OpKind::Connect => 0,
+            _ => res as usize,
+        })
+    };
+    let accepted = match (op.accepted.take(), &result) {
+        (Some((socket, peer, local)), Ok(_)) => Some(Accepted {
+            socket,
+            local,
+            peer,
+        }),
+        // A failed first-data receive closes the accepted socket here.
+        _ => None,
+    };
+    Completion {
+        key: op.key,
+        user: op.user,
+        kind: op.kind,
+        id,
+        result,
+        buf: op.buf.take(),
+        accepted,
+        more: false,
+    }
+}

@@ -1,0 +1,110 @@
+//! The provided-buffer ring behind pooled receives: the kernel picks a buffer
+//! only when data arrives; the poller copies the data out and gives the
+//! buffer straight back.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+use io_uring::IoUring;
+
+pub(super) struct BufRing {
+    /// `entries` ring slots, page-aligned, shared with the kernel.
+    ring: NonNull<BufRingEntry>,
+    ring_bytes: usize,
+    /// The buffers themselves: `entries * size` bytes.
+    mem: Box<[u8]>,
+    entries: u16,
+    size: usize,
+    /// Our copy of the tail; published to the kernel by `publish`.
+    tail: u16,
+}
+
+// SAFETY: the ring memory is owned by this struct and only touched through
+// `&mut self` (the driver keeps it behind a mutex); the kernel's concurrent
+// reads of it are what the io_uring buffer-ring protocol is designed for.
+unsafe impl Send for BufRing {}
+
+impl BufRing {
+    pub(super) fn new(ring: &IoUring, bgid: u16, entries: usize, size: usize) -> io::Result<Self> {
+        let entries = entries.clamp(1, 32768).next_power_of_two();
+        let ring_bytes = entries * std::mem::size_of::<BufRingEntry>();
+        // SAFETY: an anonymous private mapping; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ring_bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let mut this = BufRing {
+            ring: NonNull::new(ptr.cast()).expect("mmap returned null"),
+            ring_bytes,
+            mem: vec![0u8; entries * size].into_boxed_slice(),
+            entries: entries as u16,
+            size,
+            tail: 0,
+        };
+        for bid in 0..entries as u16 {
+            this.recycle(bid);
+        }
+        this.publish();
+        // SAFETY: the ring memory and the buffers it points at live as long as
+        // `this`, which the driver drops only after the io_uring instance.
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(ptr as u64, entries as u16, bgid, 0)
+        }
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("kernel lacks provided-buffer rings (Linux 5.19+): {e}"),
+            )
+        })?;
+        Ok(this)
+    }
+
+    /// The first `len` bytes of buffer `bid`.
+    pub(super) fn data(&self, bid: u16, len: usize) -> &[u8] {
+        let start = usize::from(bid) * self.size;
+        &self.mem[start..start + len.min(self.size)]
+    }
+
+    /// Puts buffer `bid` back in the ring (visible after `publish`).
+    pub(super) fn recycle(&mut self, bid: u16) {
+        let idx = usize::from(self.tail & (self.entries - 1));
+        let addr = self.mem.as_ptr() as u64 + u64::from(bid) * self.size as u64;
+        // SAFETY: `idx < entries`, inside the mapping; slots past the
+        // published tail are ours to write.
+        let entry = unsafe { &mut *self.ring.as_ptr().add(idx) };
+        entry.set_addr(addr);
+        entry.set_len(self.size as u32);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Publishes the tail: recycled buffers become the kernel's again.
+    pub(super) fn publish(&self) {
+        // SAFETY: the tail is the u16 at byte offset 14 of the first entry
+        // (`io_uring_buf_ring.tail`, overlaying the first entry's `resv`),
+        // inside the mapping and 2-byte aligned; the kernel reads it
+        // atomically.
+        let tail = unsafe { &*self.ring.as_ptr().cast::<u8>().add(14).cast::<AtomicU16>() };
+        tail.store(self.tail, Ordering::Release);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was created in `new` with this length; the ring
+        // (dropped first) no longer refers to it.
+        unsafe { libc::munmap(self.ring.as_ptr().cast(), self.ring_bytes) };
+    }
+}

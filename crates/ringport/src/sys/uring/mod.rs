@@ -1,0 +1,290 @@
+//! The io_uring backend: the kernel performs every operation.
+//!
+//! One ring per port, set up with `COOP_TASKRUN | TASKRUN_FLAG` (no
+//! inter-processor interrupt per completion) and a completion queue eight
+//! times the submission queue. Any thread may push SQEs (under a short lock
+//! that covers only the copy into the ring); only the poller reaps. A thread
+//! that runs a completion defers its submissions: they go to the kernel with
+//! the poller's next `io_uring_enter`, so one syscall submits a whole batch
+//! and waits. Pooled receives are multishot receives into a provided-buffer
+//! ring, so idle connections hold no buffer.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+use parking_lot::Mutex;
+
+use crate::builder::Builder;
+use crate::completion::{OpId, OpKind};
+use crate::handle::HandleInner;
+use crate::op::OpData;
+use crate::shared::Shared;
+
+mod buf_ring;
+mod probe;
+
+use buf_ring::BufRing;
+
+/// `user_data` of the NOP that wakes the poller.
+const WAKE: u64 = 1;
+/// `user_data` of requests whose completion carries nothing (cancels).
+const IGNORE: u64 = 2;
+/// Buffer group id of the pooled-receive ring.
+const BGID: u16 = 0;
+
+/// Per-op state the kernel reads while the op is in flight.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    ts: Timespec,
+}
+
+pub(crate) struct Driver {
+    // Field order: the ring is closed before the buffer memory it points at
+    // is freed.
+    ring: IoUring,
+    sq: Mutex<()>,
+    bufs: Mutex<BufRing>,
+    wake_pending: AtomicBool,
+}
+
+impl Driver {
+    pub(crate) fn new(b: &Builder) -> io::Result<Driver> {
+        probe::kernel_version_ok()?;
+        let ring = probe::build_ring(b.entries)?;
+        probe::check_opcodes(&ring)?;
+        let bufs = BufRing::new(&ring, BGID, b.pool_bufs, b.pool_buf_size)?;
+        Ok(Driver {
+            ring,
+            sq: Mutex::new(()),
+            bufs: Mutex::new(bufs),
+            wake_pending: AtomicBool::new(false),
+        })
+    }
+
+    /// Copies `entry` into the submission queue; submits now unless `defer`.
+    fn push(&self, entry: squeue::Entry, defer: bool) {
+        {
+            let _g = self.sq.lock();
+            // SAFETY: `self.sq` is held, so this is the only SubmissionQueue
+            // view of the ring.
+            let mut sq = unsafe { self.ring.submission_shared() };
+            // SAFETY: every pointer in `entry` refers to op-table memory or a
+            // buffer's heap block that stays put until the op's CQE is
+            // reaped (see `lower`).
+            while unsafe { sq.push(&entry) }.is_err() {
+                drop(sq);
+                if let Err(e) = self.ring.submit() {
+                    tracing::warn!("io_uring submit while the queue was full: {e}");
+                    std::thread::yield_now();
+                }
+                // SAFETY: as above; the previous view was dropped.
+                sq = unsafe { self.ring.submission_shared() };
+            }
+        }
+        if !defer {
+            if let Err(e) = self.ring.submit() {
+                tracing::warn!("io_uring submit failed: {e}");
+            }
+        }
+    }
+
+    /// Whether a syscall is needed even though completions are ready: SQEs
+    /// wait to be submitted, task work waits to run, or the CQ overflowed.
+    fn must_enter(&self) -> bool {
+        let _g = self.sq.lock();
+        // SAFETY: `self.sq` is held: this is the only SubmissionQueue view.
+        let sq = unsafe { self.ring.submission_shared() };
+        !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+    }
+
+    /// Builds the SQE for the current stage of `op`.
+    fn lower(op: &mut OpData) -> Option<squeue::Entry> {
+        let fd = op.fd().map(Fd);
+        let entry = match op.kind {
+            OpKind::Accept if op.first_data_started => {
+                let (ptr, len) = spare(op.buf.as_mut()?);
+                opcode::Recv::new(fd?, ptr, len).build()
+            }
+            OpKind::Accept => {
+                op.addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                opcode::Accept::new(fd?, (&raw mut op.addr.storage).cast(), &raw mut op.addr.len)
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+            }
+            OpKind::Connect => {
+                opcode::Connect::new(fd?, (&raw const op.addr.storage).cast(), op.addr.len).build()
+            }
+            OpKind::Recv => {
+                let (ptr, len) = spare(op.buf.as_mut()?);
+                opcode::Recv::new(fd?, ptr, len).build()
+            }
+            OpKind::RecvPooled => opcode::RecvMulti::new(fd?, BGID).build(),
+            OpKind::Send | OpKind::SendAll => {
+                let buf = op.buf.as_ref()?;
+                let rest = &buf[op.pos.min(buf.len())..];
+                opcode::Send::new(fd?, rest.as_ptr(), clamp_len(rest.len()))
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            }
+            OpKind::ReadAt => {
+                let (ptr, len) = spare(op.buf.as_mut()?);
+                opcode::Read::new(fd?, ptr, len).offset(op.offset).build()
+            }
+            OpKind::WriteAt => {
+                let buf = op.buf.as_ref()?;
+                opcode::Write::new(fd?, buf.as_ptr(), clamp_len(buf.len()))
+                    .offset(op.offset)
+                    .build()
+            }
+            OpKind::Timeout => {
+                op.scratch.uring.ts = Timespec::from(op.duration);
+                opcode::Timeout::new(&raw const op.scratch.uring.ts).build()
+            }
+            OpKind::Packet | OpKind::Close => return None,
+        };
+        Some(entry)
+    }
+
+    fn reap(&self, sh: &Shared) {
+        let mut batch: [MaybeUninit<cqueue::Entry>; 128] = [const { MaybeUninit::uninit() }; 128];
+        let mut bufs = self.bufs.lock();
+        loop {
+            let n = {
+                // SAFETY: only the poller reaps (the front end's poller token,
+                // or shutdown after taking it), so this is the only
+                // CompletionQueue view. Dropping it publishes the new head.
+                let mut cq = unsafe { self.ring.completion_shared() };
+                let got = cq.fill(&mut batch);
+                got.len()
+            };
+            for slot in &batch[..n] {
+                // SAFETY: `fill` initialised the first `n` entries.
+                let cqe = unsafe { slot.assume_init_ref() };
+                let (ud, res, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+                match ud {
+                    WAKE => {
+                        self.wake_pending.store(false, Ordering::Release);
+                        continue;
+                    }
+                    IGNORE => continue,
+                    _ => {}
+                }
+                let pooled = cqueue::buffer_select(flags).map(|bid| {
+                    let data = bufs.data(bid, res.max(0) as usize);
+                    let v = sh.pool.filled(data);
+                    bufs.recycle(bid);
+                    v
+                });
+                // SAFETY: `res` is the kernel's result for this op's current
+                // stage; the kernel wrote received bytes into the op's own
+                // buffer (pooled data was copied out above), and an accept's
+                // result is the new descriptor.
+                unsafe { super::reap(sh, OpId(ud), res, cqueue::more(flags), pooled) };
+            }
+            bufs.publish();
+            if n < batch.len() {
+                break;
+            }
+        }
+    }
+}
+
+fn spare(buf: &mut Vec<u8>) -> (*mut u8, u32) {
+    let spare = buf.spare_capacity_mut();
+    (spare.as_mut_ptr().cast(), clamp_len(spare.len()))
+}
+
+fn clamp_len(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn ignore_transient(r: io::Result<usize>) -> io::Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl super::Backend for Driver {
+    fn register(&self, _sh: &Shared, handle: &Arc<HandleInner>) -> io::Result<()> {
+        // io_uring arms its own poll for sockets; a non-blocking descriptor
+        // would make some kernels fail an accept with EAGAIN instead.
+        let fd = handle.fd.as_raw_fd();
+        // SAFETY: fcntl on a descriptor we own; no memory is involved.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
+            // SAFETY: as above.
+            unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) };
+        }
+        Ok(())
+    }
+
+    fn deregister(&self, _handle: &HandleInner) {}
+
+    fn start(&self, sh: &Shared, id: OpId, defer: bool) {
+        match sh.arena.with(id, Self::lower) {
+            Some(Some(entry)) => self.push(entry.user_data(id.0), defer),
+            Some(None) => sh.complete(id, -libc::EBADF, false, None),
+            None => {}
+        }
+    }
+
+    fn cancel(&self, _sh: &Shared, id: OpId) {
+        let e = opcode::AsyncCancel::new(id.0).build().user_data(IGNORE);
+        self.push(e, false);
+    }
+
+    fn cancel_handle(&self, _sh: &Shared, handle: &HandleInner) {
+        let b = CancelBuilder::fd(Fd(handle.fd.as_raw_fd())).all();
+        let e = opcode::AsyncCancel2::new(b).build().user_data(IGNORE);
+        self.push(e, false);
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        ignore_transient(self.ring.submit())
+    }
+
+    fn poll(&self, sh: &Shared, timeout: Option<Duration>) -> io::Result<()> {
+        // SAFETY: the poller is the only CompletionQueue user (see `reap`).
+        let ready = !unsafe { self.ring.completion_shared() }.is_empty();
+        if ready && !self.must_enter() {
+            self.reap(sh);
+            return Ok(());
+        }
+        let submitter = self.ring.submitter();
+        let r = match timeout {
+            _ if ready => submitter.submit(),
+            None => submitter.submit_and_wait(1),
+            Some(t) if t.is_zero() => submitter.submit(),
+            Some(t) => {
+                let ts = Timespec::from(t);
+                let args = SubmitArgs::new().timespec(&ts);
+                submitter.submit_with_args(1, &args)
+            }
+        };
+        ignore_transient(r)?;
+        self.reap(sh);
+        Ok(())
+    }
+
+    fn wake(&self) {
+        if self.wake_pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.push(opcode::Nop::new().build().user_data(WAKE), false);
+    }
+}

@@ -1,0 +1,98 @@
+//! Can io_uring be used here, with every operation the port needs?
+
+use std::io;
+
+use io_uring::{opcode, IoUring, Probe};
+
+/// The opcodes the port lowers its operations to.
+const NEEDED: &[(u8, &str)] = &[
+    (opcode::Nop::CODE, "NOP"),
+    (opcode::Accept::CODE, "ACCEPT"),
+    (opcode::Connect::CODE, "CONNECT"),
+    (opcode::Recv::CODE, "RECV"),
+    (opcode::Send::CODE, "SEND"),
+    (opcode::Read::CODE, "READ"),
+    (opcode::Write::CODE, "WRITE"),
+    (opcode::Timeout::CODE, "TIMEOUT"),
+    (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+];
+
+/// Multishot receive and cancel-by-descriptor need Linux 6.0.
+pub(super) fn kernel_version_ok() -> io::Result<()> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    if (major, minor) >= (6, 0) || major == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("Linux {major}.{minor} lacks multishot receive (needs 6.0)"),
+        ))
+    }
+}
+
+/// Sets up the ring with the cheap-notification flags, falling back to plain
+/// flags on kernels that refuse them.
+pub(super) fn build_ring(entries: u32) -> io::Result<IoUring> {
+    let cq = entries.saturating_mul(8);
+    let tuned = IoUring::builder()
+        .setup_coop_taskrun()
+        .setup_taskrun_flag()
+        .setup_submit_all()
+        .setup_clamp()
+        .setup_cqsize(cq)
+        .build(entries);
+    let ring = match tuned {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder()
+            .setup_clamp()
+            .setup_cqsize(cq)
+            .build(entries)
+            .map_err(explain)?,
+        Err(e) => return Err(explain(e)),
+    };
+    if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "io_uring lacks EXT_ARG or NODROP (needs Linux 5.11+)",
+        ));
+    }
+    Ok(ring)
+}
+
+/// Fails unless the kernel supports every opcode in `NEEDED`.
+pub(super) fn check_opcodes(ring: &IoUring) -> io::Result<()> {
+    let mut probe = Probe::new();
+    ring.submitter()
+        .register_probe(&mut probe)
+        .map_err(|e| io::Error::new(e.kind(), format!("io_uring probe failed: {e}")))?;
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(code, _)| !probe.is_supported(*code))
+        .map(|(_, name)| *name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("io_uring lacks opcodes: {}", missing.join(", ")),
+        ))
+    }
+}
+
+/// Says why `io_uring_setup` failed, keeping the OS error code.
+fn explain(e: io::Error) -> io::Error {
+    let why = match e.raw_os_error() {
+        Some(libc::ENOSYS) => "the kernel has no io_uring",
+        Some(libc::EPERM) => {
+            "io_uring is forbidden here (kernel.io_uring_disabled, or a seccomp filter)"
+        }
+        Some(libc::EACCES) => "io_uring is restricted to a group this process is not in",
+        Some(libc::ENOMEM) => "not enough locked memory for the ring (RLIMIT_MEMLOCK)",
+        _ => "io_uring_setup failed",
+    };
+    io::Error::new(e.kind(), format!("{why}: {e}"))
+}
