@@ -43,8 +43,8 @@ enum Next {
     Emit(Completion),
     /// Hand out a completion, keep the op and start it again.
     EmitRestart(Completion),
-    /// The op is done.
-    Final,
+    /// The op is done, with this result.
+    Final(i32),
     /// Hand out a completion, then end the op as cancelled.
     EmitThenFinal(Completion),
 }
@@ -284,7 +284,7 @@ impl Shared {
                 self.deliver(c);
                 self.finish(id, -libc::ECANCELED);
             }
-            Next::Final => self.finish(id, res),
+            Next::Final(res) => self.finish(id, res),
         }
     }
 
@@ -410,17 +410,22 @@ fn decide(
             .as_ref()
             .is_some_and(|h| h.closed.load(Ordering::Acquire));
     match op.kind {
-        OpKind::SendAll if res > 0 && !stopping => {
+        OpKind::SendAll if res > 0 => {
             op.pos += res as usize;
-            if op.pos < op.buf.as_ref().map_or(0, Vec::len) {
-                Next::Restart
+            if op.pos >= op.buf.as_ref().map_or(0, Vec::len) {
+                Next::Final(res)
+            } else if stopping {
+                // Cut short: the bytes already sent are lost to the caller's
+                // view, as with any cancelled send.
+                Next::Final(-libc::ECANCELED)
             } else {
-                Next::Final
+                Next::Restart
             }
         }
         OpKind::Accept if res >= 0 && op.buf.is_some() && !op.first_data_started => {
             if stopping {
-                return Next::Final;
+                // The accepted socket is closed when the op is dropped.
+                return Next::Final(-libc::ECANCELED);
             }
             op.first_data_started = true;
             Next::Restart
@@ -430,7 +435,7 @@ fn decide(
                 return Next::Restart;
             }
             if res <= 0 {
-                return Next::Final;
+                return Next::Final(res);
             }
             // Data completions always say `more`: the op ends with a final
             // completion (end of stream, error or cancellation) of its own.
@@ -450,7 +455,7 @@ fn decide(
                 (false, true) => Next::EmitThenFinal(c),
             }
         }
-        _ => Next::Final,
+        _ => Next::Final(res),
     }
 }
 

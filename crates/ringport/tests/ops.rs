@@ -1,0 +1,384 @@
+//! Every operation over real loopback sockets and files, on both backends.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{next, pair, pattern, port, set_linger_zero, LIMIT};
+use ringport::{BackendKind, OpKind};
+use socket2::{Domain, Socket, Type};
+
+both_backends!(
+    accept_reports_socket_and_both_addresses,
+    accept_with_data_completes_with_the_first_bytes,
+    several_accepts_stay_posted,
+    connect_succeeds_and_refused_connect_fails,
+    recv_and_send_round_trip,
+    recv_of_zero_bytes_means_peer_closed,
+    recv_after_reset_is_econnreset,
+    send_completes_with_bytes_actually_sent,
+    send_all_finishes_partial_sends,
+    several_sends_keep_their_order,
+    recv_and_send_outstanding_at_once,
+    recv_pooled_delivers_chunks_then_end_of_stream,
+    read_at_and_write_at_on_a_file,
+    timeouts_fire_in_deadline_order,
+    cancel_returns_the_buffer,
+    cancel_handle_cancels_every_op,
+    close_cancels_pending_ops_and_closes_the_socket,
+);
+
+fn listener(port: &ringport::CompletionPort) -> (ringport::Handle, std::net::SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    (port.associate(l, 0).unwrap(), addr)
+}
+
+fn accept_reports_socket_and_both_addresses(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (l, addr) = listener(&port);
+    let id = port.accept(&l, 9).unwrap();
+    let client = TcpStream::connect(addr).unwrap();
+    let mut c = next(&port);
+    assert_eq!(
+        (c.kind(), c.id(), c.user(), c.key()),
+        (OpKind::Accept, id, 9, 0)
+    );
+    assert_eq!(c.result().unwrap(), 0);
+    let acc = c.take_accepted().expect("accepted socket");
+    assert_eq!(acc.peer, client.local_addr().unwrap());
+    assert_eq!(acc.local, addr);
+    // The socket is real: bytes written on it reach the client.
+    let mut s = TcpStream::from(acc.socket);
+    s.write_all(b"hi").unwrap();
+    let mut got = [0; 2];
+    let mut client = client;
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hi");
+}
+
+fn accept_with_data_completes_with_the_first_bytes(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (l, addr) = listener(&port);
+    port.accept_with_data(&l, Vec::with_capacity(64), 1)
+        .unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
+    client.write_all(b"first data").unwrap();
+    let mut c = next(&port);
+    assert_eq!(c.kind(), OpKind::Accept);
+    assert_eq!(c.result().unwrap(), 10);
+    assert_eq!(c.data(), b"first data");
+    let acc = c.take_accepted().expect("accepted socket");
+    assert_eq!(acc.peer, client.local_addr().unwrap());
+}
+
+fn several_accepts_stay_posted(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (l, addr) = listener(&port);
+    for i in 0..10 {
+        port.accept(&l, i).unwrap();
+    }
+    let clients: Vec<_> = (0..10).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut users = Vec::new();
+    let mut peers = Vec::new();
+    for _ in 0..10 {
+        let mut c = next(&port);
+        users.push(c.user());
+        peers.push(c.take_accepted().unwrap().peer);
+    }
+    users.sort_unstable();
+    assert_eq!(users, (0..10).collect::<Vec<_>>());
+    let mut expected: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+    expected.sort();
+    peers.sort();
+    assert_eq!(peers, expected);
+}
+
+fn connect_succeeds_and_refused_connect_fails(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let h = port.associate(s, 3).unwrap();
+    port.connect(&h, addr, 4).unwrap();
+    let c = next(&port);
+    assert_eq!((c.kind(), c.key(), c.user()), (OpKind::Connect, 3, 4));
+    assert_eq!(c.result().unwrap(), 0);
+    let (_, peer) = l.accept().unwrap();
+    assert_eq!(peer, ringport::local_addr(&h).unwrap());
+
+    // A port nobody listens on: ECONNREFUSED, code kept.
+    let gone = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let h = port.associate(s, 5).unwrap();
+    port.connect(&h, gone_addr, 6).unwrap();
+    let c = next(&port);
+    assert_eq!(c.error_code(), Some(libc::ECONNREFUSED), "{c:?}");
+}
+
+fn recv_and_send_round_trip(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (mut client, h) = pair(&port, 7);
+    client.write_all(b"hello").unwrap();
+    let mut buf = Vec::with_capacity(16);
+    buf.extend_from_slice(b">>");
+    port.recv(&h, buf, 1).unwrap();
+    let mut c = next(&port);
+    assert_eq!((c.kind(), c.key(), c.user()), (OpKind::Recv, 7, 1));
+    assert_eq!(c.result().unwrap(), 5);
+    // Received bytes are appended after what the buffer held.
+    assert_eq!(c.data(), b">>hello");
+    let buf = c.take_buf().unwrap();
+    port.send(&h, buf, 2).unwrap();
+    let c = next(&port);
+    assert_eq!((c.kind(), c.result().unwrap()), (OpKind::Send, 7));
+    let mut got = [0; 7];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b">>hello");
+}
+
+fn recv_of_zero_bytes_means_peer_closed(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (client, h) = pair(&port, 1);
+    port.recv(&h, Vec::with_capacity(64), 0).unwrap();
+    drop(client);
+    let c = next(&port);
+    assert_eq!(c.result().unwrap(), 0);
+    assert_eq!(c.buf().unwrap().capacity(), 64);
+}
+
+fn recv_after_reset_is_econnreset(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (client, h) = pair(&port, 1);
+    set_linger_zero(&client);
+    port.recv(&h, Vec::with_capacity(64), 0).unwrap();
+    drop(client);
+    let c = next(&port);
+    assert_eq!(c.error_code(), Some(libc::ECONNRESET), "{c:?}");
+    assert!(!c.is_cancelled());
+}
+
+fn send_completes_with_bytes_actually_sent(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (mut client, h) = pair(&port, 1);
+    socket2::SockRef::from(&h)
+        .set_send_buffer_size(4096)
+        .unwrap();
+    let data = pattern(1, 4 << 20);
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        got
+    });
+    port.send(&h, data.clone(), 0).unwrap();
+    let mut c = next(&port);
+    let sent = c.result().unwrap();
+    assert!(sent > 0 && sent <= data.len());
+    assert_eq!(c.take_buf().unwrap(), data, "the buffer comes back whole");
+    drop(h);
+    let got = reader.join().unwrap();
+    assert_eq!(got[..], data[..sent], "exactly the reported bytes arrived");
+}
+
+fn send_all_finishes_partial_sends(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (mut client, h) = pair(&port, 1);
+    socket2::SockRef::from(&h)
+        .set_send_buffer_size(4096)
+        .unwrap();
+    let data = pattern(2, 8 << 20);
+    let expect = data.clone();
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0; expect.len()];
+        // Read slowly in small pieces so the sender sees partial sends.
+        for chunk in got.chunks_mut(32 << 10) {
+            client.read_exact(chunk).unwrap();
+        }
+        got == expect
+    });
+    port.send_all(&h, data, 0).unwrap();
+    let c = next(&port);
+    assert_eq!((c.kind(), c.result().unwrap()), (OpKind::SendAll, 8 << 20));
+    assert!(reader.join().unwrap(), "every byte arrived in order");
+}
+
+fn several_sends_keep_their_order(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (mut client, h) = pair(&port, 1);
+    let msgs: Vec<Vec<u8>> = (0..40)
+        .map(|i| pattern(i, 50_000 + i as usize * 7))
+        .collect();
+    let expect: Vec<u8> = msgs.concat();
+    let total = expect.len();
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0; total];
+        client.read_exact(&mut got).unwrap();
+        got == expect
+    });
+    let ids: Vec<_> = msgs
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| port.send_all(&h, m, i as u64).unwrap())
+        .collect();
+    let mut done = Vec::new();
+    for _ in 0..ids.len() {
+        let c = next(&port);
+        assert!(c.result().is_ok(), "{c:?}");
+        done.push(c.user());
+    }
+    assert_eq!(
+        done,
+        (0..40).collect::<Vec<_>>(),
+        "completions in post order"
+    );
+    assert!(reader.join().unwrap(), "bytes in post order");
+}
+
+fn recv_and_send_outstanding_at_once(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (mut client, h) = pair(&port, 1);
+    let recv = port.recv(&h, Vec::with_capacity(64), 1).unwrap();
+    let send = port.send_all(&h, b"from server".to_vec(), 2).unwrap();
+    assert_ne!(recv, send);
+    let c = next(&port);
+    assert_eq!((c.kind(), c.result().unwrap()), (OpKind::SendAll, 11));
+    let mut got = [0; 11];
+    client.read_exact(&mut got).unwrap();
+    client.write_all(b"from client").unwrap();
+    let c = next(&port);
+    assert_eq!((c.kind(), c.data()), (OpKind::Recv, &b"from client"[..]));
+}
+
+fn recv_pooled_delivers_chunks_then_end_of_stream(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (mut client, h) = pair(&port, 1);
+    let id = port.recv_pooled(&h, 5).unwrap();
+    for i in 0..20u64 {
+        let msg = pattern(i, 100 + i as usize);
+        client.write_all(&msg).unwrap();
+        let mut got = Vec::new();
+        while got.len() < msg.len() {
+            let mut c = next(&port);
+            assert_eq!((c.kind(), c.id(), c.user()), (OpKind::RecvPooled, id, 5));
+            assert!(c.more(), "{c:?}");
+            got.extend_from_slice(c.data());
+            port.recycle(c.take_buf().unwrap());
+        }
+        assert_eq!(got, msg);
+    }
+    drop(client);
+    let c = next(&port);
+    assert_eq!((c.result().unwrap(), c.more()), (0, false));
+    assert_eq!(port.outstanding(), 0);
+}
+
+fn read_at_and_write_at_on_a_file(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let path = std::env::temp_dir().join(format!("ringport-file-{}-{kind}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    let h = port.associate(file, 11).unwrap();
+    port.write_at(&h, b"hello file".to_vec(), 100, 1).unwrap();
+    let c = next(&port);
+    assert_eq!((c.kind(), c.result().unwrap()), (OpKind::WriteAt, 10));
+    port.read_at(&h, Vec::with_capacity(10), 100, 2).unwrap();
+    let c = next(&port);
+    assert_eq!((c.kind(), c.data()), (OpKind::ReadAt, &b"hello file"[..]));
+    port.read_at(&h, Vec::with_capacity(10), 1000, 3).unwrap();
+    assert_eq!(next(&port).result().unwrap(), 0, "end of file");
+    assert_eq!(std::fs::read(&path).unwrap()[100..], b"hello file"[..]);
+    std::fs::remove_file(path).unwrap();
+}
+
+fn timeouts_fire_in_deadline_order(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let start = Instant::now();
+    port.timeout(Duration::from_millis(90), 0, 3).unwrap();
+    port.timeout(Duration::from_millis(30), 0, 1).unwrap();
+    port.timeout(Duration::from_millis(60), 0, 2).unwrap();
+    port.timeout(Duration::ZERO, 0, 0).unwrap();
+    for want in 0..4 {
+        let c = next(&port);
+        assert_eq!(
+            (c.kind(), c.user(), c.result().unwrap()),
+            (OpKind::Timeout, want, 0)
+        );
+        assert!(start.elapsed() >= Duration::from_millis(30 * want));
+    }
+}
+
+fn cancel_returns_the_buffer(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (_client, h) = pair(&port, 1);
+    let mut buf = Vec::with_capacity(100);
+    buf.extend_from_slice(b"kept");
+    let id = port.recv(&h, buf, 8).unwrap();
+    port.cancel(id).unwrap();
+    let c = next(&port);
+    assert!(c.is_cancelled(), "{c:?}");
+    assert_eq!(c.error_code(), Some(libc::ECANCELED));
+    assert_eq!((c.id(), c.user()), (id, 8));
+    let buf = c.buf().unwrap();
+    assert_eq!((&buf[..], buf.capacity()), (&b"kept"[..], 100));
+    // The handle is still usable after cancelling one op.
+    port.send_all(&h, b"x".to_vec(), 0).unwrap();
+    assert_eq!(next(&port).result().unwrap(), 1);
+}
+
+fn cancel_handle_cancels_every_op(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (_client, h) = pair(&port, 1);
+    socket2::SockRef::from(&h)
+        .set_send_buffer_size(4096)
+        .unwrap();
+    port.recv(&h, Vec::with_capacity(8), 1).unwrap();
+    // The client never reads: this send cannot finish; a second one waits
+    // behind it in the send lane.
+    port.send_all(&h, pattern(3, 16 << 20), 2).unwrap();
+    port.send_all(&h, b"queued".to_vec(), 3).unwrap();
+    port.cancel_handle(&h);
+    let mut users: Vec<u64> = (0..3)
+        .map(|_| {
+            let c = next(&port);
+            assert!(c.is_cancelled(), "{c:?}");
+            c.user()
+        })
+        .collect();
+    users.sort_unstable();
+    assert_eq!(users, [1, 2, 3]);
+    let err = port.recv(&h, Vec::with_capacity(8), 4).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
+}
+
+fn close_cancels_pending_ops_and_closes_the_socket(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (mut client, h) = pair(&port, 4);
+    port.recv(&h, Vec::with_capacity(8), 1).unwrap();
+    port.close(h, 2).unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let c = next(&port);
+        if c.kind() == OpKind::Recv {
+            assert!(c.is_cancelled());
+        }
+        kinds.push((c.kind(), c.key(), c.user()));
+    }
+    kinds.sort_by_key(|k| k.2);
+    assert_eq!(kinds, [(OpKind::Recv, 4, 1), (OpKind::Close, 4, 2)]);
+    let mut b = [0; 1];
+    assert_eq!(
+        client.read(&mut b).unwrap(),
+        0,
+        "the server side was closed"
+    );
+    let _ = LIMIT;
+}
