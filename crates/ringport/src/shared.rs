@@ -183,12 +183,12 @@ impl Shared {
     // ---- posting -------------------------------------------------------
 
     /// Puts `op` in the table and starts it, or queues it behind its lane.
-    pub(crate) fn submit(&self, mut op: OpData) -> io::Result<OpId> {
+    pub(crate) fn submit(&self, op: OpData) -> io::Result<OpId> {
         if self.sched.is_closed() {
             return Err(closed_error());
         }
         let handle = op.handle.clone();
-        let lane = op.lane.take();
+        let lane = op.lane;
         let id = self.arena.insert(op).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::OutOfMemory,
@@ -197,21 +197,19 @@ impl Shared {
         })?;
         if let (Some(h), Some(lane)) = (&handle, lane) {
             let mut lanes = h.lanes.lock();
-            let q = &mut lanes[lane as usize];
             if h.closed.load(Ordering::Acquire) {
                 drop(lanes);
+                self.arena.with(id, |op| op.lane = None);
                 self.complete(id, -libc::ECANCELED, false, None);
                 return Ok(id);
             }
+            let q = &mut lanes[lane as usize];
             if q.busy {
+                // Started by `release_lane` when the ops ahead of it are done.
                 q.waiting.push_back(id);
-                drop(lanes);
-                self.arena.with(id, |op| op.lane = Some(lane));
                 return Ok(id);
             }
             q.busy = true;
-            drop(lanes);
-            self.arena.with(id, |op| op.lane = Some(lane));
         }
         self.driver.start(self, id, sched::is_running(self.id));
         if let Some(h) = &handle {

@@ -269,34 +269,29 @@ pub(crate) fn is_listener(fd: RawFd) -> bool {
 /// that nothing else owns.
 pub(crate) unsafe fn reap(sh: &Shared, id: OpId, res: i32, more: bool, pooled: Option<Vec<u8>>) {
     sh.arena.with(id, |op| {
-        if res <= 0 {
+        if res < 0 {
             return;
         }
         if op.fills_buf() {
-            if let Some(buf) = op.buf.as_mut() {
+            if let Some(buf) = op.buf.as_mut().filter(|_| res > 0) {
                 // SAFETY: per this function's contract the kernel wrote `res`
                 // bytes into the spare capacity of this very buffer.
                 unsafe { commit_received(buf, res as usize) };
             }
+        } else if op.kind == crate::completion::OpKind::Accept && op.accepted.is_none() {
+            use std::os::fd::FromRawFd;
+            // SAFETY: per this function's contract `res` is a descriptor the
+            // accept just created and nothing else owns.
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(res) };
+            let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+            let peer = op
+                .addr
+                .to_addr()
+                .or_else(|| socket_addr(&fd, true).ok())
+                .unwrap_or(unspecified);
+            let local = socket_addr(&fd, false).unwrap_or(unspecified);
+            op.accepted = Some((fd, peer, local));
         }
     });
-    if res >= 0 {
-        sh.arena.with(id, |op| {
-            if op.kind == crate::completion::OpKind::Accept && op.accepted.is_none() {
-                use std::os::fd::FromRawFd;
-                // SAFETY: per this function's contract `res` is a descriptor
-                // the accept just created and nothing else owns.
-                let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(res) };
-                let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-                let peer = op
-                    .addr
-                    .to_addr()
-                    .or_else(|| socket_addr(&fd, true).ok())
-                    .unwrap_or(unspecified);
-                let local = socket_addr(&fd, false).unwrap_or(unspecified);
-                op.accepted = Some((fd, peer, local));
-            }
-        });
-    }
     sh.complete(id, res, more, pooled);
 }
