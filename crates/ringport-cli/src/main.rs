@@ -5,9 +5,14 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
+mod affinity;
+mod bench;
 mod echo;
+mod load;
 mod log;
+mod tokio_echo;
 
 /// Windows-style I/O completion ports for Linux: servers, load and benchmark.
 #[derive(Parser, Debug)]
@@ -23,19 +28,38 @@ enum Command {
     Echo(echo::Args),
     /// The server of seeds 000 and 004 that prints every message it receives.
     Log(log::Args),
+    /// A verifying load generator for echo servers, on ringport's own port.
+    Load(load::Args),
+    /// Side-by-side benchmark: `ringport echo` against a tokio echo server.
+    Bench(bench::Args),
+    /// The tokio baseline echo server used by `bench`.
+    #[command(hide = true)]
+    TokioEcho(tokio_echo::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Echo(a) => echo::run(a),
-        Command::Log(a) => log::run(a),
-    };
-    match result {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match run() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("ringport: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Echo(a) => echo::run(a),
+        Command::Log(a) => log::run(a),
+        Command::Load(a) => load::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::TokioEcho(a) => tokio_echo::run(a),
     }
 }

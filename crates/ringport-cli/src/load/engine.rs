@@ -1,0 +1,596 @@
+//! The load loop: one completion port, one thread, every connection a small
+//! state machine driven by its completions.
+//!
+//! Echo mode: per connection one receive stays posted and up to `pipeline`
+//! messages are in flight (each a `send_all` of `size` bytes cut from a seeded
+//! random block at a per-message offset). Received bytes are compared with
+//! what was sent, in order, as they arrive; a message's latency runs from the
+//! batch that sent it to the batch that completed its echo. Churn mode: each
+//! of `conns` slots connects, sends one message, reads it back, closes and
+//! starts over.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{RngCore, SeedableRng};
+use ringport::{Completion, CompletionPort, GetError, Handle, OpKind};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::stats::{Latency, Report};
+use super::{Config, Mode};
+
+/// Moments the caller may want to act on (the bench samples the server's CPU
+/// time at both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Every connection is up and the warm-up is over: counting starts.
+    WindowStart,
+    /// The measured window is over: counting stopped.
+    WindowEnd,
+}
+
+/// Completion key of the rate/retry timer.
+const TIMER: u64 = u64::MAX;
+/// Period of the timer that refills the rate limiter and retries connects.
+const TICK: Duration = Duration::from_millis(1);
+/// Longest the connect phase may take before the warm-up starts anyway.
+const CONNECT_LIMIT: Duration = Duration::from_secs(10);
+/// Completions taken per `get_many`.
+const BATCH: usize = 256;
+/// Distinct message start offsets in the random block.
+const SPAN: usize = 1 << 16;
+/// Errors logged individually before going quiet.
+const LOGGED_ERRORS: u64 = 5;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stage {
+    Connecting,
+    Warmup,
+    Window,
+    Done,
+}
+
+#[derive(Default)]
+struct Conn {
+    handle: Option<Handle>,
+    /// Churn: bumped for each new connection of the slot, so completions of
+    /// the previous one are recognised and ignored.
+    gen: u32,
+    up: bool,
+    /// Waiting for a rate token (echo: to send; churn: to connect).
+    parked: bool,
+    rng: u64,
+    /// Offsets and send times of the messages whose echo is awaited.
+    inflight: VecDeque<(usize, Instant)>,
+    /// Bytes of the front message already verified.
+    pos: usize,
+    /// Messages the connection may still send now (pipeline slots).
+    credits: usize,
+    /// Send buffers handed back by completed sends.
+    free: Vec<Vec<u8>>,
+    started: Option<Instant>,
+}
+
+impl Conn {
+    fn next_offset(&mut self) -> usize {
+        // xorshift64*: a reproducible per-connection sequence of offsets.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % SPAN
+    }
+}
+
+struct Engine<'a> {
+    cfg: &'a Config,
+    port: CompletionPort,
+    block: Vec<u8>,
+    conns: Vec<Conn>,
+    recv_cap: usize,
+    hist: Histogram<u64>,
+    stage: Stage,
+    stage_start: Instant,
+    window: Option<(Instant, Instant)>,
+    msgs: u64,
+    /// Messages completed in any stage (for the progress line).
+    done_total: u64,
+    errors: u64,
+    up: usize,
+    dead: usize,
+    mismatch: Option<String>,
+    tokens: f64,
+    last_refill: Instant,
+    parked: VecDeque<usize>,
+    timer_posted: bool,
+    retry: VecDeque<usize>,
+}
+
+/// Runs one load as configured; `hook` is called at the window's start and
+/// end. Returns the report even when an echo mismatched (in `mismatch`).
+///
+/// # Errors
+/// When the port cannot be created or fails.
+pub fn run_load(cfg: &Config, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<Report> {
+    let mut b = CompletionPort::builder().concurrency(1);
+    if let Some(kind) = cfg.backend {
+        b = b.backend(kind);
+    }
+    let port = b.build().context("creating the load's completion port")?;
+    let mut block = vec![0u8; SPAN + cfg.size];
+    rand::rngs::SmallRng::seed_from_u64(cfg.seed).fill_bytes(&mut block);
+    let now = Instant::now();
+    let mut hist = Histogram::new_with_bounds(1_000, 3_600_000_000_000, 3)
+        .context("latency histogram")?;
+    hist.auto(true);
+    let mut e = Engine {
+        cfg,
+        port,
+        block,
+        conns: (0..cfg.conns)
+            .map(|i| Conn {
+                rng: splitmix(cfg.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                ..Conn::default()
+            })
+            .collect(),
+        recv_cap: (cfg.size * cfg.pipeline).clamp(4096, 256 << 10),
+        hist,
+        stage: match cfg.mode {
+            Mode::Echo => Stage::Connecting,
+            Mode::Churn => Stage::Warmup,
+        },
+        stage_start: now,
+        window: None,
+        msgs: 0,
+        done_total: 0,
+        errors: 0,
+        up: 0,
+        dead: 0,
+        mismatch: None,
+        tokens: 1.0,
+        last_refill: now,
+        parked: VecDeque::new(),
+        timer_posted: false,
+        retry: VecDeque::new(),
+    };
+    let result = e.run(hook);
+    // Close everything: dropping a handle cancels its operations and closes
+    // the socket once they are back.
+    for c in &mut e.conns {
+        c.handle = None;
+    }
+    e.port.shutdown();
+    result?;
+    Ok(e.report())
+}
+
+impl Engine<'_> {
+    fn run(&mut self, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<()> {
+        let bar = self.cfg.progress.then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("style"));
+            bar
+        });
+        let mut last_draw = (Instant::now(), 0u64);
+        if self.cfg.rate.is_some() {
+            self.post_timer()?;
+        }
+        for i in 0..self.conns.len() {
+            match self.cfg.mode {
+                Mode::Echo => self.connect(i, Instant::now()),
+                Mode::Churn => self.churn_start(i, Instant::now()),
+            }
+        }
+        let mut out = Vec::with_capacity(BATCH);
+        while self.stage != Stage::Done {
+            let now = Instant::now();
+            let wait = self
+                .deadline()
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(100));
+            match self.port.get_many(&mut out, BATCH, Some(wait)) {
+                Ok(_) | Err(GetError::TimedOut) => {}
+                Err(e) => return Err(anyhow::Error::new(e).context("the load's port failed")),
+            }
+            let now = Instant::now();
+            for c in out.drain(..) {
+                self.on_completion(c, now)?;
+            }
+            if self.mismatch.is_some() {
+                self.stage = Stage::Done;
+                break;
+            }
+            self.advance(now, hook);
+            if let Some(bar) = &bar {
+                let dt = now.duration_since(last_draw.0);
+                if dt >= Duration::from_millis(250) {
+                    let rate = (self.done_total - last_draw.1) as f64 / dt.as_secs_f64();
+                    bar.set_message(format!(
+                        "{:?}: {rate:.0}/s, {} up, {} errors",
+                        self.stage, self.up, self.errors
+                    ));
+                    bar.tick();
+                    last_draw = (now, self.done_total);
+                }
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok(())
+    }
+
+    /// When the current stage ends by time.
+    fn deadline(&self) -> Instant {
+        match self.stage {
+            Stage::Connecting => self.stage_start + CONNECT_LIMIT,
+            Stage::Warmup => self.stage_start + self.cfg.warmup,
+            Stage::Window | Stage::Done => self.stage_start + self.cfg.duration,
+        }
+    }
+
+    fn advance(&mut self, now: Instant, hook: &mut dyn FnMut(Phase)) {
+        if self.cfg.mode == Mode::Echo && self.dead == self.conns.len() {
+            tracing::error!("every connection failed; stopping");
+            if self.stage == Stage::Window {
+                hook(Phase::WindowEnd);
+                self.window = Some((self.stage_start, now));
+            }
+            self.stage = Stage::Done;
+            return;
+        }
+        let all_up = self.up + self.dead == self.conns.len();
+        if self.stage == Stage::Connecting && (all_up || now >= self.deadline()) {
+            if !all_up {
+                tracing::warn!(
+                    "{} of {} connections up after {:?}; starting anyway",
+                    self.up,
+                    self.conns.len(),
+                    CONNECT_LIMIT
+                );
+            }
+            self.stage = Stage::Warmup;
+            self.stage_start = now;
+        }
+        if self.stage == Stage::Warmup && now >= self.deadline() {
+            hook(Phase::WindowStart);
+            self.stage = Stage::Window;
+            // Sample after the hook, so the hook's own work is not counted.
+            self.stage_start = Instant::now();
+        } else if self.stage == Stage::Window && now >= self.deadline() {
+            let end = Instant::now();
+            hook(Phase::WindowEnd);
+            self.window = Some((self.stage_start, end));
+            self.stage = Stage::Done;
+        }
+    }
+
+    fn report(&self) -> Report {
+        let mut r = Report {
+            mode: self.cfg.mode,
+            backend: self.port.backend().to_string(),
+            addr: self.cfg.addr.to_string(),
+            conns: self.cfg.conns,
+            size: self.cfg.size,
+            pipeline: self.cfg.pipeline,
+            window_s: 0.0,
+            msgs: self.msgs,
+            msgs_per_s: 0.0,
+            mib_per_s: 0.0,
+            latency: if self.hist.is_empty() {
+                Latency::default()
+            } else {
+                Latency::from_hist(&self.hist)
+            },
+            errors: self.errors,
+            connected: self.up,
+            mismatch: self.mismatch.clone(),
+        };
+        let window = self
+            .window
+            .map_or(Duration::ZERO, |(a, b)| b.duration_since(a));
+        r.window(window);
+        r
+    }
+
+    fn key(&self, i: usize) -> u64 {
+        (u64::from(self.conns[i].gen) << 32) | i as u64
+    }
+
+    fn error(&mut self, what: std::fmt::Arguments<'_>) {
+        self.errors += 1;
+        if self.errors <= LOGGED_ERRORS {
+            tracing::warn!("{what}");
+        } else if self.errors == LOGGED_ERRORS + 1 {
+            tracing::warn!("more errors; counting them quietly");
+        }
+    }
+
+    fn post_timer(&mut self) -> anyhow::Result<()> {
+        if !self.timer_posted {
+            self.port.timeout(TICK, TIMER, 0)?;
+            self.timer_posted = true;
+        }
+        Ok(())
+    }
+
+    /// Takes a rate token if the rate is limited; `false` = wait for one.
+    fn take_token(&mut self, now: Instant) -> bool {
+        let Some(rate) = self.cfg.rate else {
+            return true;
+        };
+        let dt = now.duration_since(self.last_refill).as_secs_f64();
+        self.last_refill = now;
+        self.tokens = (self.tokens + rate * dt).min((rate * 0.002).max(1.0));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn new_socket(&self, i: usize) -> anyhow::Result<Handle> {
+        let addr: SocketAddr = self.cfg.addr;
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_tcp_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        Ok(self.port.associate(OwnedFd::from(s), self.key(i))?)
+    }
+
+    fn connect(&mut self, i: usize, now: Instant) {
+        let res = self
+            .new_socket(i)
+            .and_then(|h| Ok((self.port.connect(&h, self.cfg.addr, 0)?, h)));
+        match res {
+            Ok((_, h)) => {
+                let c = &mut self.conns[i];
+                c.handle = Some(h);
+                c.started = Some(now);
+            }
+            Err(e) => self.fail(i, format_args!("connection {i}: socket/connect: {e:#}")),
+        }
+    }
+
+    /// Marks a connection failed (echo: for good; churn: the slot restarts).
+    fn fail(&mut self, i: usize, what: std::fmt::Arguments<'_>) {
+        self.error(what);
+        let c = &mut self.conns[i];
+        c.handle = None;
+        c.inflight.clear();
+        c.pos = 0;
+        if c.up {
+            self.up -= 1;
+        }
+        c.up = false;
+        match self.cfg.mode {
+            Mode::Echo => self.dead += 1,
+            Mode::Churn => {
+                c.gen = c.gen.wrapping_add(1);
+                // Retry on the next tick rather than spin on a failing connect.
+                self.retry.push_back(i);
+                if let Err(e) = self.post_timer() {
+                    tracing::error!("posting the retry timer: {e}");
+                }
+            }
+        }
+    }
+
+    fn on_completion(&mut self, mut c: Completion, now: Instant) -> anyhow::Result<()> {
+        if c.key() == TIMER {
+            return self.on_tick(now);
+        }
+        let i = (c.key() & 0xffff_ffff) as usize;
+        if (c.key() >> 32) as u32 != self.conns[i].gen || self.conns[i].handle.is_none() {
+            return Ok(()); // a completion of a connection already gone
+        }
+        match c.kind() {
+            OpKind::Connect => match c.result() {
+                Ok(_) => self.on_connected(i, now),
+                Err(e) => self.fail(i, format_args!("connection {i}: connect: {e}")),
+            },
+            OpKind::SendAll => match c.result() {
+                Ok(_) => {
+                    if let Some(buf) = c.take_buf() {
+                        self.conns[i].free.push(buf);
+                    }
+                }
+                Err(e) => self.fail(i, format_args!("connection {i}: send: {e}")),
+            },
+            OpKind::Recv => match c.result() {
+                Ok(0) => self.fail(
+                    i,
+                    format_args!("connection {i}: the server closed the connection"),
+                ),
+                Ok(_) => {
+                    let buf = c.take_buf().unwrap_or_default();
+                    self.on_data(i, &buf, now);
+                    self.repost_recv(i, buf);
+                }
+                Err(e) => self.fail(i, format_args!("connection {i}: recv: {e}")),
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_tick(&mut self, now: Instant) -> anyhow::Result<()> {
+        self.timer_posted = false;
+        for _ in 0..self.retry.len() {
+            let Some(i) = self.retry.pop_front() else {
+                break;
+            };
+            self.churn_start(i, now);
+        }
+        while let Some(&i) = self.parked.front() {
+            if !self.take_token(now) {
+                break;
+            }
+            self.parked.pop_front();
+            self.conns[i].parked = false;
+            match self.cfg.mode {
+                Mode::Echo => {
+                    if self.conns[i].up {
+                        self.send_ready(i, now, true);
+                    }
+                }
+                Mode::Churn => self.churn_open(i, now),
+            }
+        }
+        if self.stage != Stage::Done && (self.cfg.rate.is_some() || !self.retry.is_empty()) {
+            self.post_timer()?;
+        }
+        Ok(())
+    }
+
+    fn on_connected(&mut self, i: usize, now: Instant) {
+        let c = &mut self.conns[i];
+        c.up = true;
+        self.up += 1;
+        c.credits = self.cfg.pipeline;
+        let buf = Vec::with_capacity(self.recv_cap);
+        self.repost_recv(i, buf);
+        // Churn took its rate token when it started connecting.
+        let have_token = self.cfg.mode == Mode::Churn;
+        self.send_ready(i, now, have_token);
+    }
+
+    fn repost_recv(&mut self, i: usize, mut buf: Vec<u8>) {
+        buf.clear();
+        let Some(h) = &self.conns[i].handle else {
+            return;
+        };
+        if let Err(e) = self.port.recv(h, buf, 0) {
+            self.fail(i, format_args!("connection {i}: posting recv: {e}"));
+        }
+    }
+
+    /// Sends as many messages as the connection has pipeline credits (and
+    /// the rate limiter tokens) for.
+    fn send_ready(&mut self, i: usize, now: Instant, have_token: bool) {
+        let mut token = have_token;
+        while self.conns[i].credits > 0 && self.stage != Stage::Done {
+            if !token && !self.take_token(now) {
+                if !self.conns[i].parked {
+                    self.conns[i].parked = true;
+                    self.parked.push_back(i);
+                }
+                return;
+            }
+            token = false;
+            let size = self.cfg.size;
+            let c = &mut self.conns[i];
+            let off = c.next_offset();
+            let mut buf = c.free.pop().unwrap_or_else(|| Vec::with_capacity(size));
+            buf.clear();
+            buf.extend_from_slice(&self.block[off..off + size]);
+            c.inflight.push_back((off, now));
+            c.credits -= 1;
+            let Some(h) = &c.handle else { return };
+            if let Err(e) = self.port.send_all(h, buf, 0) {
+                self.fail(i, format_args!("connection {i}: posting send: {e}"));
+                return;
+            }
+        }
+    }
+
+    /// Checks received bytes against the messages in flight, in order.
+    fn on_data(&mut self, i: usize, mut data: &[u8], now: Instant) {
+        let size = self.cfg.size;
+        while !data.is_empty() {
+            let c = &mut self.conns[i];
+            let Some(&(off, sent)) = c.inflight.front() else {
+                self.mismatch = Some(format!(
+                    "connection {i}: {} bytes arrived that were never sent",
+                    data.len()
+                ));
+                return;
+            };
+            let take = (size - c.pos).min(data.len());
+            let want = &self.block[off + c.pos..off + c.pos + take];
+            if want != &data[..take] {
+                let at = want
+                    .iter()
+                    .zip(&data[..take])
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                self.mismatch = Some(format!(
+                    "connection {i}: byte {} of a {size}-byte message: sent {:#04x}, got back {:#04x}",
+                    c.pos + at,
+                    want[at],
+                    data[at]
+                ));
+                return;
+            }
+            c.pos += take;
+            data = &data[take..];
+            if c.pos == size {
+                c.pos = 0;
+                c.inflight.pop_front();
+                c.credits += 1;
+                self.done_total += 1;
+                if self.stage == Stage::Window {
+                    self.msgs += 1;
+                    let started = match self.cfg.mode {
+                        Mode::Echo => sent,
+                        Mode::Churn => c.started.unwrap_or(sent),
+                    };
+                    let ns = now.duration_since(started).as_nanos();
+                    self.hist
+                        .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX).max(1));
+                }
+                if self.cfg.mode == Mode::Churn {
+                    self.churn_done(i, now);
+                    return;
+                }
+            }
+        }
+        if self.cfg.mode == Mode::Echo {
+            self.send_ready(i, now, false);
+        }
+    }
+
+    // ---- churn -----------------------------------------------------------
+
+    fn churn_start(&mut self, i: usize, now: Instant) {
+        if self.stage == Stage::Done {
+            return;
+        }
+        if self.take_token(now) {
+            self.churn_open(i, now);
+        } else if !self.conns[i].parked {
+            self.conns[i].parked = true;
+            self.parked.push_back(i);
+        }
+    }
+
+    fn churn_open(&mut self, i: usize, now: Instant) {
+        let c = &mut self.conns[i];
+        c.gen = c.gen.wrapping_add(1);
+        c.inflight.clear();
+        c.pos = 0;
+        self.connect(i, now);
+    }
+
+    fn churn_done(&mut self, i: usize, now: Instant) {
+        let c = &mut self.conns[i];
+        c.handle = None; // closes the connection
+        c.up = false;
+        self.up -= 1;
+        self.churn_start(i, now);
+    }
+}
+
+/// splitmix64, to turn a seed and an index into a well-mixed state.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (x ^ (x >> 31)) | 1
+}
