@@ -181,7 +181,11 @@ fn run(cfg: Config) -> std::io::Result<()> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
 
-    let port = CompletionPort::new(0)?;
+    // One worker: let io_uring run single-issuer (the worker is the only
+    // thread that dequeues).
+    let port = CompletionPort::builder()
+        .single_thread(cfg.workers == 1)
+        .build()?;
     let local = socket.local_addr()?.as_socket().expect("an IP address");
     let listener = port.associate(socket, LISTENER)?;
     println!("listening on {local} (backend: {})", port.backend());

@@ -75,6 +75,7 @@ pub struct Builder {
     pub(crate) entries: u32,
     pub(crate) pool_buf_size: usize,
     pub(crate) pool_bufs: usize,
+    pub(crate) single_thread: bool,
 }
 
 impl Default for Builder {
@@ -85,6 +86,7 @@ impl Default for Builder {
             entries: 1024,
             pool_buf_size: 8192,
             pool_bufs: 256,
+            single_thread: false,
         }
     }
 }
@@ -123,6 +125,26 @@ impl Builder {
     /// hands them out (default 256, rounded up to a power of two).
     pub fn pool_buffers(mut self, n: usize) -> Self {
         self.pool_bufs = n.clamp(1, 32768).next_power_of_two();
+        self
+    }
+
+    /// Promises that one thread only — the first to call `get` — will
+    /// dequeue from this port (other threads may still post operations and
+    /// packets, and shut it down). io_uring then runs with `SINGLE_ISSUER |
+    /// DEFER_TASKRUN`, the set-up that makes a one-thread-per-core server
+    /// cheapest. A second thread calling `get` gets an error. Shut the port
+    /// down before the owner thread exits: operations still in flight after
+    /// it has gone can never be reaped, so their buffers are leaked rather
+    /// than freed. Ignored by epoll.
+    ///
+    /// ```
+    /// let port = ringport::CompletionPort::builder().single_thread(true).build()?;
+    /// port.post(0, 1, 0)?;
+    /// assert_eq!(port.get(None)?.user(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn single_thread(mut self, yes: bool) -> Self {
+        self.single_thread = yes;
         self
     }
 

@@ -90,6 +90,7 @@ impl Shared {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             if self.sched.is_closed() {
+                self.drain_if_owner();
                 return Err(GetError::Closed);
             }
             if let Some(c) = self.sched.try_take() {
@@ -105,7 +106,7 @@ impl Shared {
                 self.notify();
                 polled.map_err(GetError::Io)?;
                 if self.sched.is_closed() {
-                    return Err(GetError::Closed);
+                    continue;
                 }
                 if let Some(c) = self.sched.try_take() {
                     sched::mark_running(self.id, &self.me);
@@ -343,6 +344,20 @@ impl Shared {
         }
         self.sched.wake_all();
         let start = Instant::now();
+        if !self.driver.can_poll_here() {
+            // A single-thread port owned by another thread: it drains what is
+            // cancelled here when it sees the port closed (`drain_if_owner`).
+            for id in self.arena.ids() {
+                self.cancel(id);
+            }
+            self.driver.wake();
+            while self.arena.live() > 0 && start.elapsed() < DRAIN_LIMIT && !self.driver.orphaned()
+            {
+                std::thread::park_timeout(Duration::from_millis(1));
+            }
+            while self.sched.queue.pop().is_some() {}
+            return;
+        }
         // Take the poller's seat: the current poller sees `closed` and leaves.
         while !self.sched.try_poller() {
             self.driver.wake();
@@ -355,15 +370,29 @@ impl Shared {
         for id in self.arena.ids() {
             self.cancel(id);
         }
+        self.drain(start);
+        while self.sched.queue.pop().is_some() {}
+        self.sched.wake_all();
+    }
+
+    /// Reaps cancelled operations until none is left (or `DRAIN_LIMIT`).
+    /// The caller holds the poller token, and keeps it: nobody polls a closed
+    /// port again.
+    fn drain(&self, start: Instant) {
         while self.arena.live() > 0 && start.elapsed() < DRAIN_LIMIT {
             if let Err(e) = self.driver.poll(self, Some(Duration::from_millis(20))) {
                 tracing::error!("shutdown: reaping cancelled operations failed: {e}");
                 break;
             }
         }
-        while self.sched.queue.pop().is_some() {}
-        self.sched.wake_all();
-        // The seat stays taken: nobody polls a closed port again.
+    }
+
+    /// The owner of a single-thread port drains what another thread's
+    /// shutdown cancelled.
+    fn drain_if_owner(&self) {
+        if self.arena.live() > 0 && self.driver.can_poll_here() && self.sched.try_poller() {
+            self.drain(Instant::now());
+        }
     }
 }
 

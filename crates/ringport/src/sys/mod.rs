@@ -77,6 +77,24 @@ macro_rules! dispatch {
 }
 
 impl Driver {
+    /// Whether the calling thread may `poll` (single-thread io_uring ports
+    /// are polled by their owner only).
+    pub(crate) fn can_poll_here(&self) -> bool {
+        match self {
+            Driver::Uring(d) => d.can_poll_here(),
+            Driver::Epoll(_) => true,
+        }
+    }
+
+    /// Whether nobody can reap this port's operations any more (the owner
+    /// of a single-thread io_uring port has exited).
+    pub(crate) fn orphaned(&self) -> bool {
+        match self {
+            Driver::Uring(d) => d.owner_gone(),
+            Driver::Epoll(_) => false,
+        }
+    }
+
     pub(crate) fn kind(&self) -> BackendKind {
         match self {
             Driver::Uring(_) => BackendKind::IoUring,

@@ -25,11 +25,14 @@ use crate::completion::{OpId, OpKind};
 use crate::handle::HandleInner;
 use crate::op::OpData;
 use crate::shared::Shared;
+use crate::sys::Backend as _;
 
 mod buf_ring;
+mod owner;
 mod probe;
 
 use buf_ring::BufRing;
+use owner::Owner;
 
 /// `user_data` of the NOP that wakes the poller.
 const WAKE: u64 = 1;
@@ -51,20 +54,68 @@ pub(crate) struct Driver {
     sq: Mutex<()>,
     bufs: Mutex<BufRing>,
     wake_pending: AtomicBool,
+    /// Set in single-thread mode (`SINGLE_ISSUER | DEFER_TASKRUN`).
+    owner: Option<Owner>,
 }
 
 impl Driver {
     pub(crate) fn new(b: &Builder) -> io::Result<Driver> {
         probe::kernel_version_ok()?;
-        let ring = probe::build_ring(b.entries)?;
+        let ring = probe::build_ring(b.entries, b.single_thread)?;
         probe::check_opcodes(&ring)?;
         let bufs = BufRing::new(&ring, BGID, b.pool_bufs, b.pool_buf_size)?;
+        let owner = if b.single_thread {
+            Some(Owner::new()?)
+        } else {
+            None
+        };
         Ok(Driver {
             ring,
             sq: Mutex::new(()),
             bufs: Mutex::new(bufs),
             wake_pending: AtomicBool::new(false),
+            owner,
         })
+    }
+
+    /// Whether the calling thread may enter the ring.
+    fn may_enter(&self) -> bool {
+        self.owner.as_ref().is_none_or(Owner::is_current)
+    }
+
+    /// Submits what is queued, or asks the owner to when this thread may not.
+    fn submit_now(&self) {
+        if !self.may_enter() {
+            self.wake();
+        } else if let Err(e) = self.ring.submit() {
+            tracing::warn!("io_uring submit failed: {e}");
+        }
+    }
+
+    /// In single-thread mode, makes the calling thread the owner if there is
+    /// none (enabling the ring), or fails if another thread owns it.
+    fn claim(&self) -> io::Result<()> {
+        let Some(owner) = &self.owner else {
+            return Ok(());
+        };
+        if owner.claim()? {
+            self.ring.submitter().register_enable_rings()?;
+            let rearm = owner.rearm(WAKE);
+            self.push(rearm, true);
+        }
+        Ok(())
+    }
+
+    /// Whether the owner of a single-thread ring has exited.
+    pub(crate) fn owner_gone(&self) -> bool {
+        self.owner.as_ref().is_some_and(Owner::is_gone)
+    }
+
+    /// Whether `poll` may be called on this thread (shutdown asks).
+    pub(crate) fn can_poll_here(&self) -> bool {
+        self.owner
+            .as_ref()
+            .is_none_or(|o| o.is_current() || o.unclaimed())
     }
 
     /// Copies `entry` into the submission queue; submits now unless `defer`.
@@ -79,7 +130,11 @@ impl Driver {
             // reaped (see `lower`).
             while unsafe { sq.push(&entry) }.is_err() {
                 drop(sq);
-                if let Err(e) = self.ring.submit() {
+                if !self.may_enter() {
+                    // Only the owner may submit: wait for it to make room.
+                    self.wake();
+                    std::thread::yield_now();
+                } else if let Err(e) = self.ring.submit() {
                     tracing::warn!("io_uring submit while the queue was full: {e}");
                     std::thread::yield_now();
                 }
@@ -88,9 +143,7 @@ impl Driver {
             }
         }
         if !defer {
-            if let Err(e) = self.ring.submit() {
-                tracing::warn!("io_uring submit failed: {e}");
-            }
+            self.submit_now();
         }
     }
 
@@ -170,6 +223,9 @@ impl Driver {
                 match ud {
                     WAKE => {
                         self.wake_pending.store(false, Ordering::Release);
+                        if let Some(owner) = &self.owner {
+                            self.push(owner.rearm(WAKE), true);
+                        }
                         continue;
                     }
                     IGNORE => continue,
@@ -255,10 +311,16 @@ impl super::Backend for Driver {
     }
 
     fn flush(&self) -> io::Result<()> {
-        ignore_transient(self.ring.submit())
+        if self.may_enter() {
+            ignore_transient(self.ring.submit())
+        } else {
+            self.wake();
+            Ok(())
+        }
     }
 
     fn poll(&self, sh: &Shared, timeout: Option<Duration>) -> io::Result<()> {
+        self.claim()?;
         // SAFETY: the poller is the only CompletionQueue user (see `reap`).
         let ready = !unsafe { self.ring.completion_shared() }.is_empty();
         if ready && !self.must_enter() {
@@ -285,6 +347,9 @@ impl super::Backend for Driver {
         if self.wake_pending.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.push(opcode::Nop::new().build().user_data(WAKE), false);
+        match &self.owner {
+            Some(owner) => owner.signal(),
+            None => self.push(opcode::Nop::new().build().user_data(WAKE), false),
+        }
     }
 }

@@ -34,16 +34,26 @@ pub(super) fn kernel_version_ok() -> io::Result<()> {
 }
 
 /// Sets up the ring with the cheap-notification flags, falling back to plain
-/// flags on kernels that refuse them.
-pub(super) fn build_ring(entries: u32) -> io::Result<IoUring> {
+/// flags on kernels that refuse them. Single-thread mode adds
+/// `SINGLE_ISSUER | DEFER_TASKRUN` (Linux 6.1) and has no fallback.
+pub(super) fn build_ring(entries: u32, single_thread: bool) -> io::Result<IoUring> {
     let cq = entries.saturating_mul(8);
-    let tuned = IoUring::builder()
+    let mut builder = IoUring::builder();
+    builder
         .setup_coop_taskrun()
         .setup_taskrun_flag()
         .setup_submit_all()
         .setup_clamp()
-        .setup_cqsize(cq)
-        .build(entries);
+        .setup_cqsize(cq);
+    if single_thread {
+        // The owner thread enables the ring when it first polls.
+        builder
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_r_disabled();
+        return builder.build(entries).map_err(explain);
+    }
+    let tuned = builder.build(entries);
     let ring = match tuned {
         Ok(r) => r,
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => IoUring::builder()

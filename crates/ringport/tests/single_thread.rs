@@ -1,0 +1,108 @@
+//! Single-thread ports (`Builder::single_thread`): io_uring with
+//! SINGLE_ISSUER | DEFER_TASKRUN. One thread dequeues; others post and stop.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{pair, LIMIT};
+use ringport::{BackendKind, CompletionPort, GetError, OpKind};
+
+both_backends!(
+    one_thread_echoes_while_others_post,
+    a_second_dequeuing_thread_is_refused,
+    shutdown_from_another_thread_drains_through_the_owner,
+);
+
+fn single(kind: BackendKind) -> Option<CompletionPort> {
+    common::port(kind, 1)?;
+    Some(
+        CompletionPort::builder()
+            .backend(kind)
+            .single_thread(true)
+            .build()
+            .expect("single-thread port"),
+    )
+}
+
+fn one_thread_echoes_while_others_post(kind: BackendKind) {
+    let Some(port) = single(kind) else { return };
+    let (mut client, h) = pair(&port, 1);
+    // Posted from the main thread before the owner exists.
+    port.recv_pooled(&h, 0).unwrap();
+    let owner = {
+        let port = port.clone();
+        std::thread::spawn(move || {
+            let mut echoed = 0;
+            loop {
+                let mut c = port.get(LIMIT).unwrap();
+                match c.kind() {
+                    OpKind::RecvPooled if c.result().unwrap() > 0 => {
+                        echoed += c.data().len();
+                        port.send_all(&h, c.take_buf().unwrap(), 0).unwrap();
+                    }
+                    OpKind::Packet => {
+                        // The owner shuts down: it reaps what is cancelled.
+                        port.shutdown();
+                        return echoed;
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    for i in 0..50u64 {
+        let msg = common::pattern(i, 1 + i as usize * 97);
+        client.write_all(&msg).unwrap();
+        let mut got = vec![0; msg.len()];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg);
+    }
+    // A timer posted from this (non-owner) thread still fires.
+    port.timeout(Duration::from_millis(5), 0, 0).unwrap();
+    port.post(0, 0, 0).unwrap();
+    let echoed = owner.join().unwrap();
+    assert_eq!(echoed, (0..50).map(|i| 1 + i * 97).sum::<usize>());
+}
+
+fn a_second_dequeuing_thread_is_refused(kind: BackendKind) {
+    let Some(port) = single(kind) else { return };
+    assert!(matches!(
+        port.get(Some(Duration::ZERO)),
+        Err(GetError::TimedOut)
+    ));
+    let p = port.clone();
+    let other = std::thread::spawn(move || p.get(Some(Duration::from_millis(10))));
+    match other.join().unwrap() {
+        Err(GetError::Io(e)) => assert_eq!(kind, BackendKind::IoUring, "{e}"),
+        Err(GetError::TimedOut) => assert_eq!(kind, BackendKind::Epoll),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn shutdown_from_another_thread_drains_through_the_owner(kind: BackendKind) {
+    let Some(port) = single(kind) else { return };
+    let mut keep = Vec::new();
+    for i in 0..20 {
+        let (client, h) = pair(&port, i);
+        port.recv(&h, Vec::with_capacity(64), 0).unwrap();
+        keep.push((client, h));
+    }
+    let owner = {
+        let port = port.clone();
+        std::thread::spawn(move || loop {
+            match port.get(None) {
+                Err(GetError::Closed) => return,
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        })
+    };
+    while port.waiting_threads() < 1 {
+        std::thread::yield_now();
+    }
+    port.shutdown();
+    owner.join().unwrap();
+    assert_eq!(port.outstanding(), 0, "the owner reaped every cancelled op");
+}
