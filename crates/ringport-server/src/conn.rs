@@ -1,0 +1,559 @@
+//! One client connection: its handle, send queue, receive state and the
+//! inbox that runs its callbacks one at a time, in order.
+//!
+//! # Why an inbox
+//!
+//! A pooled receive stays posted and completes once per chunk, and any
+//! worker may dequeue any completion, so two chunks of one connection can be
+//! in two workers' hands at once. The server dequeues under one short lock
+//! and, still under it, appends each completion to its connection's inbox;
+//! a connection's inbox is drained by one worker at a time. So callbacks of
+//! one connection never overlap and see bytes in the order they arrived.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use ringport::{Handle, OpId};
+
+use crate::handler::DisconnectReason;
+use crate::server::{schedule_drain, Shared, KICK, RECV, SEND};
+use crate::stats::Counters;
+
+/// Identifies a connection for as long as the server runs; also its
+/// completion key on the port. Ids of closed connections are not reused
+/// (a slot's generation changes).
+///
+/// ```
+/// # fn f(conn: &ringport_server::Connection) {
+/// println!("connection {}", conn.id());
+/// let raw: u64 = conn.id().as_u64();
+/// # }
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub(crate) u64);
+
+impl ConnId {
+    /// The raw value (the connection's completion key).
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnId({self})")
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.0 & 0xffff_ffff, self.0 >> 32)
+    }
+}
+
+/// What happened to a connection, waiting for its callbacks to run.
+pub(crate) enum Event {
+    Connect(Option<Vec<u8>>),
+    Data(Vec<u8>),
+    Sent(Result<usize, i32>, Option<Vec<u8>>),
+    RecvEnd(Result<usize, i32>),
+    Disconnect(DisconnectReason),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RecvState {
+    /// A pooled receive is posted.
+    Reading(OpId),
+    /// Flow control cancelled the receive; its final completion is due.
+    Pausing,
+    /// Flow control: no receive posted until the send queue drains.
+    Paused,
+    /// Not reading any more (end of stream, error, closing).
+    Stopped,
+}
+
+/// How [`Connection::close_with`] ends the connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum CloseMode {
+    /// Send what is queued, then close (FIN).
+    Graceful,
+    /// Close at once with a reset (SO_LINGER 0), dropping queued data.
+    Abortive,
+    /// Idle timeout: graceful if nothing is queued, abortive otherwise.
+    Idle,
+}
+
+struct State {
+    handle: Option<Handle>,
+    recv: RecvState,
+    queued: usize,
+    inbox: VecDeque<Event>,
+    draining: bool,
+    /// A graceful close waits for the send queue to drain.
+    closing: Option<DisconnectReason>,
+    /// The handle is gone; the Disconnect event is queued or delivered.
+    closed: bool,
+}
+
+pub(crate) struct Inner {
+    id: ConnId,
+    local: SocketAddr,
+    peer: SocketAddr,
+    server: Arc<Shared>,
+    /// Milliseconds since the server started, at the last byte received or
+    /// send completed.
+    last_active: AtomicU64,
+    queued: AtomicUsize,
+    state: Mutex<State>,
+}
+
+/// A client connection (the seeds' per-handle `PER_SOCKET_CONTEXT`).
+///
+/// Cheap to clone and usable from any thread: keep clones to send to a
+/// client later or from elsewhere (a broadcast). Sends are queued in order
+/// and partial sends are finished by the port. After the connection ended,
+/// sends fail with `NotConnected`.
+///
+/// ```no_run
+/// use ringport_server::{Connection, Handler, Server};
+///
+/// struct Greeter;
+/// impl Handler for Greeter {
+///     fn on_connect(&self, conn: &Connection, _first: Option<Vec<u8>>) {
+///         let _ = conn.send(format!("hello {}\n", conn.peer_addr()));
+///     }
+///     fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+///         if data.starts_with(b"quit") {
+///             conn.close(); // after what is queued has been sent
+///         }
+///     }
+/// }
+/// let server = Server::builder().port(7000).start(Greeter)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Connection {
+    /// A connection being set up: its first event is `Connect`, and the
+    /// caller holds the right to drain it.
+    pub(crate) fn new(
+        id: ConnId,
+        local: SocketAddr,
+        peer: SocketAddr,
+        server: Arc<Shared>,
+        first_data: Option<Vec<u8>>,
+    ) -> Connection {
+        let now = server.now_ms();
+        Connection {
+            inner: Arc::new(Inner {
+                id,
+                local,
+                peer,
+                server,
+                last_active: AtomicU64::new(now),
+                queued: AtomicUsize::new(0),
+                state: Mutex::new(State {
+                    handle: None,
+                    recv: RecvState::Stopped,
+                    queued: 0,
+                    inbox: VecDeque::from([Event::Connect(first_data)]),
+                    draining: true,
+                    closing: None,
+                    closed: false,
+                }),
+            }),
+        }
+    }
+
+    pub(crate) fn server(&self) -> &Arc<Shared> {
+        &self.inner.server
+    }
+
+    /// The connection's id (and completion key).
+    pub fn id(&self) -> ConnId {
+        self.inner.id
+    }
+
+    /// The server's address of this connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.inner.peer
+    }
+
+    /// Bytes queued for sending and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection is still open (not closed, not closing).
+    pub fn is_open(&self) -> bool {
+        let st = self.inner.state.lock();
+        !st.closed && st.closing.is_none()
+    }
+
+    /// The registry of the server this connection belongs to, e.g. to
+    /// broadcast to every client from a callback.
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection, data: &[u8]) {
+    /// conn.connections().for_each(|other| {
+    ///     let _ = other.try_send(data);
+    /// });
+    /// # }
+    /// ```
+    pub fn connections(&self) -> crate::Connections {
+        crate::Connections {
+            shared: self.inner.server.clone(),
+        }
+    }
+
+    /// Queues `data` to be sent after what is already queued; the port
+    /// finishes partial sends. When the queue grows past the server's
+    /// send-queue limit, the connection stops being read until it drains
+    /// (flow control); the data is queued anyway. Use
+    /// [`try_send`](Self::try_send) to refuse instead.
+    ///
+    /// # Errors
+    /// `NotConnected` once the connection is closed or closing; a port error.
+    pub fn send(&self, data: impl Into<Vec<u8>>) -> io::Result<()> {
+        self.send_inner(data.into(), false)
+    }
+
+    /// As [`send`](Self::send), but refuses with `WouldBlock` while the send
+    /// queue is at or over the server's limit: for data the server
+    /// generates itself (broadcasts), so a client that does not read cannot
+    /// make it grow.
+    ///
+    /// # Errors
+    /// `WouldBlock` over the limit; otherwise as [`send`](Self::send).
+    pub fn try_send(&self, data: impl Into<Vec<u8>>) -> io::Result<()> {
+        self.send_inner(data.into(), true)
+    }
+
+    fn send_inner(&self, data: Vec<u8>, refuse_over_limit: bool) -> io::Result<()> {
+        let n = data.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let sh = &self.inner.server;
+        let mut st = self.inner.state.lock();
+        if st.closed || st.closing.is_some() {
+            return Err(not_connected());
+        }
+        let Some(h) = st.handle.as_ref() else {
+            return Err(not_connected());
+        };
+        let limit = sh.config.send_queue_limit;
+        if refuse_over_limit && st.queued >= limit {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the connection's send queue is full",
+            ));
+        }
+        sh.port.send_all(h, data, SEND)?;
+        st.queued += n;
+        self.inner.queued.store(st.queued, Ordering::Relaxed);
+        if st.queued > limit {
+            if let RecvState::Reading(id) = st.recv {
+                // Final completion (cancelled) comes as RecvEnd.
+                let _ = sh.port.cancel(id);
+                st.recv = RecvState::Pausing;
+                Counters::add(&sh.counters.read_pauses, 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the connection gracefully: stops reading, sends what is
+    /// queued, then closes (FIN). The handler sees
+    /// [`DisconnectReason::Closed`].
+    pub fn close(&self) {
+        self.close_with(DisconnectReason::Closed, CloseMode::Graceful);
+    }
+
+    /// Closes the connection at once with a reset (SO_LINGER 0), dropping
+    /// queued data. The handler sees [`DisconnectReason::Closed`].
+    pub fn abort(&self) {
+        self.close_with(DisconnectReason::Closed, CloseMode::Abortive);
+    }
+
+    pub(crate) fn close_with(&self, reason: DisconnectReason, mode: CloseMode) {
+        let claimed = {
+            let mut st = self.inner.state.lock();
+            self.begin_close(&mut st, reason, mode);
+            claim(&mut st)
+        };
+        if claimed {
+            schedule_drain(self);
+        }
+    }
+
+    pub(crate) fn idle_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.inner.last_active.load(Ordering::Relaxed))
+    }
+
+    /// Gives the connection its associated handle and starts reading, or
+    /// drops the handle when the connection was closed meanwhile.
+    pub(crate) fn attach(&self, handle: Handle) {
+        let mut st = self.inner.state.lock();
+        if st.closed {
+            self.inner.server.port.cancel_handle(&handle);
+            return;
+        }
+        st.handle = Some(handle);
+        st.recv = RecvState::Paused;
+        if st.closing.is_some() {
+            st.recv = RecvState::Stopped;
+            if st.queued == 0 {
+                let reason = st.closing.take().unwrap_or(DisconnectReason::Closed);
+                self.finalize(&mut st, reason, false);
+            }
+            return;
+        }
+        self.resume(&mut st);
+    }
+
+    /// Appends an event; returns whether the caller must schedule a drain.
+    pub(crate) fn push(&self, ev: Event) -> bool {
+        let mut st = self.inner.state.lock();
+        st.inbox.push_back(ev);
+        claim(&mut st)
+    }
+
+    /// Runs queued events' callbacks; the caller holds the drain right.
+    pub(crate) fn drain(&self) {
+        const FAIR_SHARE: usize = 64;
+        for _ in 0..FAIR_SHARE {
+            let ev = {
+                let mut st = self.inner.state.lock();
+                match st.inbox.pop_front() {
+                    Some(ev) => ev,
+                    None => {
+                        st.draining = false;
+                        return;
+                    }
+                }
+            };
+            self.process(ev);
+        }
+        // Let other connections' completions run; a worker continues later.
+        let sh = &self.inner.server;
+        if sh.port.post(self.id().0, KICK, 0).is_err() {
+            self.drain();
+        }
+    }
+
+    fn process(&self, ev: Event) {
+        let sh = &self.inner.server;
+        match ev {
+            Event::Connect(first) => sh.handler.on_connect(self, first),
+            Event::Data(buf) => {
+                if self.inner.state.lock().closed {
+                    sh.port.recycle(buf);
+                    return;
+                }
+                Counters::add(&sh.counters.bytes_in, buf.len() as u64);
+                self.touch();
+                sh.handler.on_data(self, buf);
+            }
+            Event::Sent(res, buf) => {
+                let len = buf.as_ref().map_or(0, Vec::len);
+                if let Some(buf) = buf {
+                    sh.port.recycle(buf);
+                }
+                if let Some(n) = self.on_sent(res, len) {
+                    sh.handler.on_sent(self, n);
+                }
+            }
+            Event::RecvEnd(res) => self.on_recv_end(res),
+            Event::Disconnect(reason) => {
+                sh.handler.on_disconnect(self, &reason);
+                sh.removed(self.id());
+            }
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.inner.server.now_ms();
+        self.inner.last_active.store(now, Ordering::Relaxed);
+    }
+
+    /// Accounts for a finished send; returns the bytes to report.
+    fn on_sent(&self, res: Result<usize, i32>, len: usize) -> Option<usize> {
+        let sh = &self.inner.server;
+        let mut st = self.inner.state.lock();
+        st.queued = st.queued.saturating_sub(len);
+        self.inner.queued.store(st.queued, Ordering::Relaxed);
+        if st.closed {
+            return None;
+        }
+        match res {
+            Ok(n) => {
+                Counters::add(&sh.counters.bytes_out, n as u64);
+                self.touch();
+                if st.queued == 0 {
+                    if let Some(reason) = st.closing.take() {
+                        self.finalize(&mut st, reason, false);
+                        return Some(n);
+                    }
+                }
+                if st.queued <= sh.config.send_queue_limit / 2 {
+                    self.resume(&mut st);
+                }
+                Some(n)
+            }
+            Err(code) if code == libc::ECANCELED => None,
+            Err(code) => {
+                self.finalize(&mut st, DisconnectReason::from_os(code), true);
+                None
+            }
+        }
+    }
+
+    fn on_recv_end(&self, res: Result<usize, i32>) {
+        let mut st = self.inner.state.lock();
+        if st.closed {
+            return;
+        }
+        match (st.recv, res) {
+            (RecvState::Pausing, Err(libc::ECANCELED)) => {
+                st.recv = RecvState::Paused;
+                if st.queued <= self.inner.server.config.send_queue_limit / 2 {
+                    self.resume(&mut st);
+                }
+            }
+            (RecvState::Stopped, Err(libc::ECANCELED)) => {}
+            (_, Err(libc::ECANCELED)) => {
+                // Cancelled by nobody here: the port is shutting down.
+                st.recv = RecvState::Stopped;
+                self.begin_close(&mut st, DisconnectReason::Shutdown, CloseMode::Graceful);
+            }
+            (_, Ok(_)) => {
+                st.recv = RecvState::Stopped;
+                self.begin_close(&mut st, DisconnectReason::PeerClosed, CloseMode::Graceful);
+            }
+            (_, Err(code)) => {
+                st.recv = RecvState::Stopped;
+                let reason = DisconnectReason::from_os(code);
+                self.begin_close(&mut st, reason, CloseMode::Abortive);
+            }
+        }
+    }
+
+    /// Posts a pooled receive if the connection is paused and may read.
+    fn resume(&self, st: &mut State) {
+        if st.recv != RecvState::Paused || st.closed || st.closing.is_some() {
+            return;
+        }
+        let Some(h) = st.handle.as_ref() else {
+            return;
+        };
+        match self.inner.server.port.recv_pooled(h, RECV) {
+            Ok(id) => st.recv = RecvState::Reading(id),
+            Err(e) => {
+                st.recv = RecvState::Stopped;
+                self.finalize(st, DisconnectReason::Error(e), true);
+            }
+        }
+    }
+
+    fn stop_reading(&self, st: &mut State) {
+        if let RecvState::Reading(id) = st.recv {
+            let _ = self.inner.server.port.cancel(id);
+        }
+        st.recv = RecvState::Stopped;
+    }
+
+    fn begin_close(&self, st: &mut State, reason: DisconnectReason, mode: CloseMode) {
+        if st.closed {
+            return;
+        }
+        let abortive = match mode {
+            CloseMode::Graceful => false,
+            CloseMode::Abortive => true,
+            CloseMode::Idle => st.queued > 0 || st.closing.is_some(),
+        };
+        if !abortive && st.queued > 0 {
+            if st.closing.is_none() {
+                st.closing = Some(reason);
+                self.stop_reading(st);
+            }
+            return;
+        }
+        self.finalize(st, reason, abortive);
+    }
+
+    /// Lets go of the handle (its operations are cancelled; the descriptor
+    /// closes when the last completes) and queues the Disconnect event.
+    fn finalize(&self, st: &mut State, reason: DisconnectReason, abortive: bool) {
+        let sh = &self.inner.server;
+        st.closed = true;
+        st.closing = None;
+        self.stop_reading(st);
+        if let Some(h) = st.handle.take() {
+            if abortive {
+                let _ = socket2::SockRef::from(&h).set_linger(Some(Duration::ZERO));
+            }
+            sh.port.cancel_handle(&h);
+        }
+        let c = &sh.counters;
+        Counters::add(
+            match &reason {
+                DisconnectReason::PeerClosed => &c.peer_closed,
+                DisconnectReason::Reset => &c.resets,
+                DisconnectReason::IdleTimeout => &c.idle_timeouts,
+                DisconnectReason::Shutdown => &c.shutdown_closes,
+                DisconnectReason::Closed => &c.local_closes,
+                DisconnectReason::Error(_) => &c.local_errors,
+            },
+            1,
+        );
+        st.inbox.push_back(Event::Disconnect(reason));
+    }
+
+    /// Drops the handle of a connection that never got to finalize (the
+    /// server's last resort after its workers are gone).
+    pub(crate) fn release(&self) {
+        let h = self.inner.state.lock().handle.take();
+        if let Some(h) = h {
+            self.inner.server.port.cancel_handle(&h);
+        }
+    }
+}
+
+/// Takes the drain right if there is something to drain and nobody has it.
+fn claim(st: &mut State) -> bool {
+    if !st.draining && !st.inbox.is_empty() {
+        st.draining = true;
+        true
+    } else {
+        false
+    }
+}
+
+fn not_connected() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the connection is closed")
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.inner.id)
+            .field("peer", &self.inner.peer)
+            .field("queued", &self.queued())
+            .finish()
+    }
+}

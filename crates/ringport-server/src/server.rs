@@ -1,0 +1,836 @@
+//! The server: builder, worker threads, acceptor, idle sweep and stop.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use ringport::{BackendKind, Completion, CompletionPort, GetError, Handle};
+use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
+
+use crate::conn::{CloseMode, ConnId, Connection, Event};
+use crate::handler::{DisconnectReason, Handler};
+use crate::registry::Registry;
+use crate::stats::{Counters, Stats};
+
+// User values of the server's operations (the seeds' OPERATION_TYPE).
+pub(crate) const RECV: u64 = 1;
+pub(crate) const SEND: u64 = 2;
+/// A packet asking a worker to drain a connection's inbox.
+pub(crate) const KICK: u64 = 3;
+const ACCEPT: u64 = 4;
+const ACCEPT_RETRY: u64 = 5;
+const SWEEP: u64 = 6;
+/// The seeds' EXIT_CODE packet.
+const EXIT: u64 = 7;
+
+/// Completion key of the listener and of the server's timers and packets;
+/// connection keys are all >= 2^32 (see the registry).
+const SERVER_KEY: u64 = 0;
+const FIRST_CONN_KEY: u64 = 1 << 32;
+
+/// Completions one worker takes from the port at a time.
+const BATCH: usize = 16;
+const BACKOFF_START_MS: u64 = 10;
+const BACKOFF_MAX_MS: u64 = 500;
+
+thread_local! {
+    static IN_WORKER: Cell<bool> = const { Cell::new(false) };
+    /// Connections this worker holds the drain right of, to run after the
+    /// completion at hand (never nested inside another callback).
+    static PENDING: RefCell<Vec<Connection>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes sure a connection whose drain right the caller took gets drained:
+/// on a worker after its current completion, otherwise by a worker woken
+/// with a packet.
+pub(crate) fn schedule_drain(conn: &Connection) {
+    if IN_WORKER.with(Cell::get) {
+        PENDING.with(|p| p.borrow_mut().push(conn.clone()));
+    } else if conn
+        .server()
+        .port
+        .post(conn.id().as_u64(), KICK, 0)
+        .is_err()
+    {
+        // The port is gone: nobody else will run the callbacks.
+        conn.drain();
+    }
+}
+
+fn run_pending() {
+    while let Some(conn) = PENDING.with(|p| p.borrow_mut().pop()) {
+        conn.drain();
+    }
+}
+
+/// Settings that do not change while the server runs.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub addr: SocketAddr,
+    pub workers: usize,
+    pub concurrency: usize,
+    pub accepts: usize,
+    pub recv_buffer: usize,
+    pub pool_buffers: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Option<Duration>,
+    pub send_queue_limit: usize,
+    pub nodelay: bool,
+    pub keepalive: Option<Duration>,
+    pub backlog: i32,
+    pub first_data: bool,
+    pub backend: Option<BackendKind>,
+    pub stop_deadline: Duration,
+}
+
+/// Configures and starts a [`Server`] (the seeds' `CIOCPModel` settings).
+///
+/// Defaults: address 0.0.0.0 (INADDR_ANY), port 0 (any free port; see
+/// [`Server::local_addr`]), 2 × CPUs workers, concurrency = CPUs, 10 accepts
+/// kept posted (MAX_POST_ACCEPT), 8 KiB receive buffers, no connection
+/// limit, no idle timeout, 1 MiB send queue per connection, TCP_NODELAY on,
+/// no keepalive, backlog 1024, 5 s stop deadline.
+///
+/// ```
+/// use std::time::Duration;
+/// use ringport_server::{Connection, Handler, Server};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+///         let _ = conn.send(data);
+///     }
+/// }
+/// let server = Server::builder()
+///     .bind("127.0.0.1".parse()?)
+///     .port(0)
+///     .workers(2)
+///     .idle_timeout(Duration::from_secs(60))
+///     .send_queue_limit(256 * 1024)
+///     .start(Echo)?;
+/// println!("listening on {}", server.local_addr());
+/// let stats = server.stop();
+/// assert_eq!(stats.connections, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerBuilder {
+    cfg: Config,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ServerBuilder {
+            cfg: Config {
+                addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+                workers: 2 * cpus,
+                concurrency: 0,
+                accepts: 10,
+                recv_buffer: 8192,
+                pool_buffers: 256,
+                max_connections: usize::MAX,
+                idle_timeout: None,
+                send_queue_limit: 1 << 20,
+                nodelay: true,
+                keepalive: None,
+                backlog: 1024,
+                first_data: false,
+                backend: None,
+                stop_deadline: Duration::from_secs(5),
+            },
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The address to listen on (default 0.0.0.0).
+    pub fn bind(mut self, ip: IpAddr) -> Self {
+        self.cfg.addr.set_ip(ip);
+        self
+    }
+
+    /// The port to listen on (default 0: any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.cfg.addr.set_port(port);
+        self
+    }
+
+    /// Address and port at once.
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.cfg.addr = addr;
+        self
+    }
+
+    /// Worker threads (default 2 × CPUs; at least 1).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.cfg.workers = n.max(1);
+        self
+    }
+
+    /// The port's concurrency value: workers running callbacks at once
+    /// (default 0 = CPUs).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.cfg.concurrency = n;
+        self
+    }
+
+    /// Accepts kept posted on the listener, each replenished when it
+    /// completes (default 10, the seeds' MAX_POST_ACCEPT).
+    pub fn accepts(mut self, n: usize) -> Self {
+        self.cfg.accepts = n.max(1);
+        self
+    }
+
+    /// Size of each receive buffer (default 8 KiB). Buffers come from a
+    /// pool shared by all connections and are taken only when data arrives.
+    pub fn recv_buffer_size(mut self, n: usize) -> Self {
+        self.cfg.recv_buffer = n;
+        self
+    }
+
+    /// How many receive buffers the kernel may fill ahead of the workers
+    /// (default 256).
+    pub fn pool_buffers(mut self, n: usize) -> Self {
+        self.cfg.pool_buffers = n;
+        self
+    }
+
+    /// Connections beyond this many are accepted and closed at once
+    /// (counted as `rejected`). Default: no limit.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.cfg.max_connections = n;
+        self
+    }
+
+    /// Closes connections that neither received nor completed a send for
+    /// this long, with [`DisconnectReason::IdleTimeout`]. Checked by a sweep
+    /// every quarter of the timeout. Default: none.
+    pub fn idle_timeout(mut self, after: Duration) -> Self {
+        self.cfg.idle_timeout = Some(after.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Bytes a connection may have queued for sending before the server
+    /// stops reading from it (flow control); reading resumes when the queue
+    /// is down to half. Default 1 MiB.
+    pub fn send_queue_limit(mut self, bytes: usize) -> Self {
+        self.cfg.send_queue_limit = bytes.max(1);
+        self
+    }
+
+    /// TCP_NODELAY on accepted connections (default on).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.cfg.nodelay = on;
+        self
+    }
+
+    /// TCP keepalive probes after this much idle time (default off).
+    pub fn keepalive(mut self, idle: Option<Duration>) -> Self {
+        self.cfg.keepalive = idle;
+        self
+    }
+
+    /// The listen backlog (default 1024).
+    pub fn backlog(mut self, n: i32) -> Self {
+        self.cfg.backlog = n.max(1);
+        self
+    }
+
+    /// Report a connection only once its first data arrived, and hand that
+    /// data to [`Handler::on_connect`] (AcceptEx with a receive buffer).
+    /// Default off: a client that connects and sends nothing is reported
+    /// at once.
+    pub fn first_data(mut self, on: bool) -> Self {
+        self.cfg.first_data = on;
+        self
+    }
+
+    /// Forces the port's backend (default: automatic, or `RINGPORT_BACKEND`).
+    pub fn backend(mut self, kind: BackendKind) -> Self {
+        self.cfg.backend = Some(kind);
+        self
+    }
+
+    /// How long [`Server::stop`] takes at most (default 5 s): most of it is
+    /// given to queued sends to flush, then what remains is cut off.
+    pub fn stop_deadline(mut self, d: Duration) -> Self {
+        self.cfg.stop_deadline = d;
+        self
+    }
+
+    /// Creates the port and the listening socket, posts the accepts and
+    /// starts the workers.
+    ///
+    /// # Errors
+    /// When the port cannot be created, or the address cannot be bound
+    /// (`AddrInUse`, `AddrNotAvailable`, `PermissionDenied`).
+    pub fn start<H: Handler>(self, handler: H) -> io::Result<Server> {
+        let cfg = self.cfg;
+        let mut pb = CompletionPort::builder()
+            .concurrency(cfg.concurrency)
+            .pool_buffer_size(cfg.recv_buffer)
+            .pool_buffers(cfg.pool_buffers);
+        if let Some(kind) = cfg.backend {
+            pb = pb.backend(kind);
+        }
+        let port = pb.build()?;
+
+        let socket = Socket::new(Domain::for_address(cfg.addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&cfg.addr.into())?;
+        socket.listen(cfg.backlog)?;
+        let local_addr = socket
+            .local_addr()?
+            .as_socket()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP address"))?;
+        let listener = port.associate(OwnedFd::from(socket), SERVER_KEY)?;
+
+        let shared = Arc::new(Shared {
+            port,
+            handler: Box::new(handler),
+            registry: Registry::new(),
+            counters: Counters::default(),
+            stopping: AtomicBool::new(false),
+            epoch: Instant::now(),
+            dequeue: Mutex::new(Vec::with_capacity(BATCH)),
+            listener: Mutex::new(Some(listener)),
+            parked_accepts: AtomicUsize::new(0),
+            retry_pending: AtomicBool::new(false),
+            backoff_ms: AtomicU64::new(BACKOFF_START_MS),
+            workers_alive: AtomicUsize::new(cfg.workers),
+            stop_lock: Mutex::new(()),
+            stop_cv: Condvar::new(),
+            config: cfg,
+        });
+        for _ in 0..shared.config.accepts {
+            shared.post_accept();
+        }
+        if let Some(idle) = shared.config.idle_timeout {
+            shared.port.timeout(sweep_interval(idle), SERVER_KEY, SWEEP)?;
+        }
+        let mut workers = Vec::with_capacity(shared.config.workers);
+        for i in 0..shared.config.workers {
+            let sh = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("ringport-worker-{i}"))
+                .spawn(move || worker(sh));
+            match spawned {
+                Ok(w) => workers.push(w),
+                Err(e) => {
+                    shared.workers_alive.fetch_sub(shared.config.workers - i, Ordering::SeqCst);
+                    let mut partial = Server {
+                        shared,
+                        workers,
+                        local_addr,
+                    };
+                    partial.stop_inner(Duration::ZERO);
+                    return Err(e);
+                }
+            }
+        }
+        tracing::debug!(
+            "server listening on {local_addr} (backend: {}, {} workers)",
+            shared.port.backend(),
+            workers.len()
+        );
+        Ok(Server {
+            shared,
+            workers,
+            local_addr,
+        })
+    }
+}
+
+fn sweep_interval(idle: Duration) -> Duration {
+    (idle / 4).max(Duration::from_millis(5))
+}
+
+/// State shared by the workers, the connections and the [`Server`] handle.
+pub(crate) struct Shared {
+    pub port: CompletionPort,
+    pub handler: Box<dyn Handler>,
+    pub registry: Registry,
+    pub counters: Counters,
+    pub config: Config,
+    stopping: AtomicBool,
+    epoch: Instant,
+    /// Held while dequeuing and routing completions into inboxes (see the
+    /// `conn` module docs); holds the batch buffer.
+    dequeue: Mutex<Vec<Completion>>,
+    listener: Mutex<Option<Handle>>,
+    parked_accepts: AtomicUsize,
+    retry_pending: AtomicBool,
+    backoff_ms: AtomicU64,
+    workers_alive: AtomicUsize,
+    stop_lock: Mutex<()>,
+    stop_cv: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// A connection's Disconnect callback ran: forget it.
+    pub(crate) fn removed(&self, id: ConnId) {
+        self.registry.remove(id);
+        if self.is_stopping() {
+            let _g = self.stop_lock.lock();
+            self.stop_cv.notify_all();
+        }
+    }
+
+    /// Routes one completion: connection completions into their inbox,
+    /// the server's own into `control`.
+    fn route(&self, mut c: Completion, control: &mut Vec<Completion>) {
+        if c.key() < FIRST_CONN_KEY {
+            control.push(c);
+            return;
+        }
+        let Some(conn) = self.registry.get(ConnId(c.key())) else {
+            // A late completion of a connection already gone.
+            if let Some(buf) = c.take_buf() {
+                self.port.recycle(buf);
+            }
+            return;
+        };
+        let code = c.error_code();
+        let result = match code {
+            Some(e) => Err(e),
+            None => Ok(c.result().unwrap_or(0)),
+        };
+        let claimed = match c.user() {
+            RECV if c.more() => conn.push(Event::Data(c.take_buf().unwrap_or_default())),
+            RECV => conn.push(Event::RecvEnd(result)),
+            SEND => conn.push(Event::Sent(result, c.take_buf())),
+            // The poster took the drain right for us.
+            KICK => true,
+            _ => false,
+        };
+        if claimed {
+            PENDING.with(|p| p.borrow_mut().push(conn));
+        }
+    }
+
+    /// Handles a completion of the server's own; false means "exit".
+    fn control(self: &Arc<Self>, mut c: Completion) -> bool {
+        match c.user() {
+            ACCEPT => self.on_accept(&mut c),
+            ACCEPT_RETRY => {
+                self.retry_pending.store(false, Ordering::SeqCst);
+                if !c.is_cancelled() && !self.is_stopping() {
+                    let took = self
+                        .parked_accepts
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                    if took.is_ok() {
+                        self.post_accept();
+                    }
+                }
+            }
+            SWEEP => {
+                if !c.is_cancelled() && !self.is_stopping() {
+                    self.sweep();
+                }
+            }
+            EXIT => {
+                // Pass the exit on: a batch may have given this worker
+                // several packets, and each worker must see one.
+                if self.workers_alive.fetch_sub(1, Ordering::SeqCst) > 1 {
+                    let _ = self.port.post(SERVER_KEY, EXIT, 0);
+                }
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    fn post_accept(&self) {
+        if self.is_stopping() {
+            return;
+        }
+        let posted = {
+            let listener = self.listener.lock();
+            let Some(l) = listener.as_ref() else {
+                return;
+            };
+            if self.config.first_data {
+                let buf = Vec::with_capacity(self.config.recv_buffer);
+                self.port.accept_with_data(l, buf, ACCEPT)
+            } else {
+                self.port.accept(l, ACCEPT)
+            }
+        };
+        if let Err(e) = posted {
+            if !self.is_stopping() {
+                tracing::warn!("posting an accept failed: {e}; retrying later");
+                self.park_accept();
+            }
+        }
+    }
+
+    /// Puts a failed accept aside and makes sure a retry timer runs: at most
+    /// one accept is retried per backoff period, so a lack of descriptors
+    /// costs no CPU.
+    fn park_accept(&self) {
+        self.parked_accepts.fetch_add(1, Ordering::SeqCst);
+        if self.retry_pending.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let ms = self.backoff_ms.load(Ordering::SeqCst);
+        self.backoff_ms
+            .store((ms * 2).min(BACKOFF_MAX_MS), Ordering::SeqCst);
+        if let Err(e) = self
+            .port
+            .timeout(Duration::from_millis(ms), SERVER_KEY, ACCEPT_RETRY)
+        {
+            self.retry_pending.store(false, Ordering::SeqCst);
+            tracing::debug!("accept retry timer: {e}");
+        }
+    }
+
+    fn on_accept(self: &Arc<Self>, c: &mut Completion) {
+        let Some(code) = c.error_code() else {
+            if self.backoff_ms.swap(BACKOFF_START_MS, Ordering::SeqCst) != BACKOFF_START_MS {
+                tracing::info!("accepting again");
+            }
+            let first = c.take_buf();
+            let accepted = c.take_accepted();
+            self.post_accept();
+            for _ in 0..self.parked_accepts.swap(0, Ordering::SeqCst) {
+                self.post_accept();
+            }
+            if let Some(acc) = accepted {
+                self.open(acc, first);
+            }
+            return;
+        };
+        if c.is_cancelled() {
+            return;
+        }
+        match code {
+            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                Counters::add(&self.counters.accept_exhausted, 1);
+                if !self.retry_pending.load(Ordering::SeqCst) {
+                    tracing::warn!(
+                        "accept failed: {}; backing off",
+                        io::Error::from_raw_os_error(code)
+                    );
+                }
+                self.park_accept();
+            }
+            libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO | libc::EPERM => {
+                Counters::add(&self.counters.accept_errors, 1);
+                self.post_accept();
+            }
+            _ => {
+                Counters::add(&self.counters.accept_errors, 1);
+                tracing::warn!("accept failed: {}", io::Error::from_raw_os_error(code));
+                self.park_accept();
+            }
+        }
+    }
+
+    /// Sets up an accepted connection; this worker drains it first, so
+    /// `on_connect` comes before anything else.
+    fn open(self: &Arc<Self>, acc: ringport::Accepted, first: Option<Vec<u8>>) {
+        if self.is_stopping() {
+            return;
+        }
+        if self.registry.len() >= self.config.max_connections {
+            Counters::add(&self.counters.rejected, 1);
+            let _ = SockRef::from(&acc.socket).set_linger(Some(Duration::ZERO));
+            return;
+        }
+        let sock = SockRef::from(&acc.socket);
+        if self.config.nodelay {
+            let _ = sock.set_tcp_nodelay(true);
+        }
+        if let Some(idle) = self.config.keepalive {
+            let _ = sock.set_keepalive(true);
+            let _ = sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle));
+        }
+        let conn = self
+            .registry
+            .insert(|id| Connection::new(id, acc.local, acc.peer, self.clone(), first));
+        Counters::add(&self.counters.connections_total, 1);
+        match self.port.associate(acc.socket, conn.id().as_u64()) {
+            Ok(h) => conn.attach(h),
+            Err(e) => conn.close_with(DisconnectReason::Error(e), CloseMode::Abortive),
+        }
+        if self.is_stopping() {
+            conn.close_with(DisconnectReason::Shutdown, CloseMode::Graceful);
+        }
+        PENDING.with(|p| p.borrow_mut().push(conn));
+    }
+
+    fn sweep(&self) {
+        let Some(idle) = self.config.idle_timeout else {
+            return;
+        };
+        let now = self.now_ms();
+        let limit = idle.as_millis() as u64;
+        self.registry.for_each(|conn| {
+            if conn.idle_ms(now) >= limit {
+                conn.close_with(DisconnectReason::IdleTimeout, CloseMode::Idle);
+            }
+        });
+        if let Err(e) = self
+            .port
+            .timeout(sweep_interval(idle), SERVER_KEY, SWEEP)
+        {
+            tracing::debug!("idle sweep timer: {e}");
+        }
+    }
+
+    /// Waits until every connection is gone or `deadline` passes.
+    fn wait_empty(&self, deadline: Instant) -> bool {
+        let mut g = self.stop_lock.lock();
+        while self.registry.len() > 0 {
+            if self.stop_cv.wait_until(&mut g, deadline).timed_out() {
+                return self.registry.len() == 0;
+            }
+        }
+        true
+    }
+}
+
+fn worker(sh: Arc<Shared>) {
+    IN_WORKER.with(|w| w.set(true));
+    let mut control = Vec::new();
+    loop {
+        {
+            // Waiting for the dequeue lock is blocking: give the running
+            // slot back meanwhile so the thread inside `get` may run.
+            let mut batch = {
+                let _blocking = sh.port.blocking();
+                sh.dequeue.lock()
+            };
+            match sh.port.get_many(&mut batch, BATCH, None) {
+                Ok(n) => Counters::add(&sh.counters.completions, n as u64),
+                Err(GetError::Closed) => return,
+                Err(GetError::TimedOut) => continue,
+                Err(GetError::Io(e)) => {
+                    tracing::error!("worker: the completion port failed: {e}");
+                    return;
+                }
+            }
+            for c in batch.drain(..) {
+                sh.route(c, &mut control);
+            }
+        }
+        let mut keep_going = true;
+        for c in control.drain(..) {
+            keep_going &= sh.control(c);
+        }
+        run_pending();
+        if !keep_going {
+            return;
+        }
+    }
+}
+
+/// A running server (the seeds' `CIOCPModel` after `Start`).
+///
+/// Dropping it stops it as [`stop`](Self::stop) does.
+///
+/// ```
+/// use ringport_server::{Connection, Handler, Server};
+/// use std::io::{Read, Write};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+///         let _ = conn.send(data);
+///     }
+/// }
+/// let server = Server::builder().bind("127.0.0.1".parse()?).start(Echo)?;
+/// let mut client = std::net::TcpStream::connect(server.local_addr())?;
+/// client.write_all(b"ping")?;
+/// let mut back = [0; 4];
+/// client.read_exact(&mut back)?;
+/// assert_eq!(&back, b"ping");
+/// drop(client);
+/// let stats = server.stop();
+/// assert_eq!(stats.bytes_out, 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Server {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    local_addr: SocketAddr,
+}
+
+impl Server {
+    /// A builder with the defaults listed at [`ServerBuilder`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The address the server listens on (with the actual port when port 0
+    /// was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The backend of the server's completion port.
+    pub fn backend(&self) -> BackendKind {
+        self.shared.port.backend()
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> Stats {
+        self.shared
+            .counters
+            .snapshot(self.shared.registry.len())
+    }
+
+    /// The registry of live connections.
+    pub fn connections(&self) -> Connections {
+        Connections {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops the server within the builder's stop deadline and returns the
+    /// final counters. See [`stop_within`](Self::stop_within).
+    pub fn stop(self) -> Stats {
+        let deadline = self.shared.config.stop_deadline;
+        self.stop_within(deadline)
+    }
+
+    /// Stops the server (the seeds' `Stop`): stops accepting; stops reading
+    /// and lets queued sends flush for most of `deadline`; then closes what
+    /// remains abortively; every connection is reported with
+    /// [`DisconnectReason::Shutdown`] (unless it ended otherwise first);
+    /// the workers are told to exit with one packet each and joined; the
+    /// port is shut down and every descriptor closed. Returns within
+    /// `deadline` unless a callback blocks.
+    pub fn stop_within(mut self, deadline: Duration) -> Stats {
+        self.stop_inner(deadline)
+    }
+
+    fn stop_inner(&mut self, deadline: Duration) -> Stats {
+        let sh = &self.shared;
+        let start = Instant::now();
+        sh.stopping.store(true, Ordering::SeqCst);
+        if let Some(listener) = sh.listener.lock().take() {
+            sh.port.cancel_handle(&listener);
+        }
+        sh.registry
+            .for_each(|c| c.close_with(DisconnectReason::Shutdown, CloseMode::Graceful));
+        if !sh.wait_empty(start + deadline.mul_f64(0.8)) {
+            sh.registry
+                .for_each(|c| c.close_with(DisconnectReason::Shutdown, CloseMode::Abortive));
+            if !sh.wait_empty(start + deadline) {
+                tracing::warn!(
+                    "stop: {} connections still had callbacks running at the deadline",
+                    sh.registry.len()
+                );
+            }
+        }
+        if !self.workers.is_empty() && sh.port.post(SERVER_KEY, EXIT, 0).is_err() {
+            sh.port.shutdown();
+        }
+        for w in self.workers.drain(..) {
+            if w.join().is_err() {
+                tracing::error!("stop: a worker panicked");
+            }
+        }
+        // Nobody runs callbacks any more: let go of what is left.
+        for conn in sh.registry.snapshot() {
+            conn.release();
+            sh.registry.remove(conn.id());
+        }
+        sh.port.shutdown();
+        sh.counters.snapshot(sh.registry.len())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !self.shared.port.is_shut_down() {
+            let deadline = self.shared.config.stop_deadline;
+            self.stop_inner(deadline);
+        }
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("backend", &self.backend())
+            .field("connections", &self.shared.registry.len())
+            .finish()
+    }
+}
+
+/// The registry of a server's live connections (the seeds' client context
+/// list), sharded so that no lock is shared by every packet. Cheap to clone;
+/// usable from any thread.
+///
+/// ```
+/// # fn f(server: &ringport_server::Server) {
+/// let conns = server.connections();
+/// println!("{} clients", conns.len());
+/// let reached = conns.broadcast(b"server going down in 5 s\n");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Connections {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Connections {
+    /// Connections open now.
+    pub fn len(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The connection with this id, if it is still registered.
+    pub fn get(&self, id: ConnId) -> Option<Connection> {
+        self.shared.registry.get(id)
+    }
+
+    /// Every live connection (a copy of the list).
+    pub fn snapshot(&self) -> Vec<Connection> {
+        self.shared.registry.snapshot()
+    }
+
+    /// Calls `f` for each live connection, holding no lock while `f` runs.
+    pub fn for_each(&self, f: impl FnMut(&Connection)) {
+        self.shared.registry.for_each(f);
+    }
+
+    /// Sends a copy of `data` to every open connection with
+    /// [`Connection::try_send`], skipping clients whose send queue is full;
+    /// returns how many it was queued for.
+    pub fn broadcast(&self, data: &[u8]) -> usize {
+        let mut n = 0;
+        self.for_each(|c| n += usize::from(c.try_send(data).is_ok()));
+        n
+    }
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections").field("len", &self.len()).finish()
+    }
+}
