@@ -1,0 +1,114 @@
+//! Timeout operations: a deadline-ordered map the poller's wait is bounded
+//! by.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::completion::OpId;
+use crate::shared::Shared;
+
+/// A timer's place in the map: deadline, then a sequence number for ties.
+pub(crate) type TimerKey = (Instant, u64);
+
+#[derive(Default)]
+struct State {
+    map: BTreeMap<TimerKey, OpId>,
+    seq: u64,
+    /// While the poller waits: until when (`None` = forever).
+    waiting: Option<Option<Instant>>,
+}
+
+/// The pending timers. Lock order: this lock, then an op's slot.
+#[derive(Default)]
+pub(crate) struct Timers {
+    state: Mutex<State>,
+}
+
+impl Timers {
+    /// Arms timer `id`. Returns `false` if the op was already cancelled (the
+    /// caller reports it); calls `wake` if the poller sleeps past the new
+    /// deadline.
+    pub(crate) fn start(&self, sh: &Shared, id: OpId, after: Duration, wake: impl FnOnce()) -> bool {
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(after)
+            .unwrap_or_else(|| now + Duration::from_secs(u64::from(u32::MAX)));
+        let mut st = self.state.lock();
+        st.seq += 1;
+        let key = (deadline, st.seq);
+        // Under the timers lock, so `cancel` either sees the key or the op
+        // sees `cancelled` (Shared::cancel sets it before asking us).
+        let armed = sh.arena.with(id, |op| {
+            if op.cancelled {
+                return false;
+            }
+            op.scratch.epoll.timer = Some(key);
+            true
+        });
+        if armed != Some(true) {
+            return false;
+        }
+        st.map.insert(key, id);
+        if let Some(until) = st.waiting {
+            if until.is_none_or(|u| deadline < u) {
+                st.waiting = Some(Some(deadline));
+                drop(st);
+                wake();
+            }
+        }
+        true
+    }
+
+    /// Disarms timer `id`; `true` if it was pending (the caller reports it
+    /// cancelled), `false` if it already fired or was never armed.
+    pub(crate) fn cancel(&self, sh: &Shared, id: OpId) -> bool {
+        let mut st = self.state.lock();
+        let Some(Some(key)) = sh.arena.with(id, |op| op.scratch.epoll.timer) else {
+            return false;
+        };
+        st.map.remove(&key).is_some()
+    }
+
+    /// The `epoll_wait` timeout in milliseconds (rounded up, -1 = forever)
+    /// for a wait of at most `limit`, bounded by the nearest deadline; marks
+    /// the poller as waiting.
+    pub(crate) fn begin_wait(&self, limit: Option<Duration>) -> i32 {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let user = limit.map(|t| now.checked_add(t).unwrap_or(now + Duration::from_secs(1 << 31)));
+        let timer = st.map.keys().next().map(|k| k.0);
+        let until = match (user, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        st.waiting = Some(until);
+        match until {
+            None => -1,
+            Some(u) => {
+                let ns = u.saturating_duration_since(now).as_nanos();
+                i32::try_from(ns.div_ceil(1_000_000)).unwrap_or(i32::MAX)
+            }
+        }
+    }
+
+    /// Marks the poller as no longer waiting.
+    pub(crate) fn end_wait(&self) {
+        self.state.lock().waiting = None;
+    }
+
+    /// Removes and returns the timers that are due.
+    pub(crate) fn take_due(&self) -> Vec<OpId> {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let mut due = Vec::new();
+        while let Some(entry) = st.map.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            due.push(entry.remove());
+        }
+        due
+    }
+}
