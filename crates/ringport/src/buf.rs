@@ -18,11 +18,6 @@ impl BufPool {
         }
     }
 
-    /// The size of every pooled buffer.
-    pub(crate) fn buf_size(&self) -> usize {
-        self.size
-    }
-
     /// An empty buffer of capacity `buf_size()`.
     pub(crate) fn take(&self) -> Vec<u8> {
         self.free

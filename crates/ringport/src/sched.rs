@@ -128,7 +128,7 @@ impl Sched {
         fence(Ordering::SeqCst);
         let work = self.has_work();
         let seat_free = !self.poller.load(Ordering::SeqCst);
-        if !work && !(seat_free && self.nsleep.load(Ordering::SeqCst) > 0) {
+        if !(work || seat_free && self.nsleep.load(Ordering::SeqCst) > 0) {
             return Notify::Nothing;
         }
         if self.nsleep.load(Ordering::SeqCst) > 0 {

@@ -62,6 +62,8 @@ pub(crate) trait Backend: Send + Sync {
 }
 
 /// The backend a port runs on, dispatched statically.
+// One per port, built once and never moved: the size difference is harmless.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Driver {
     Uring(uring::Driver),
     Epoll(epoll::Driver),
@@ -256,23 +258,6 @@ pub(crate) unsafe fn commit_received(buf: &mut Vec<u8>, n: usize) {
     // SAFETY: the caller guarantees those bytes were initialised by the kernel
     // and fit in the allocation.
     unsafe { buf.set_len(new_len.min(buf.capacity())) };
-}
-
-/// Whether a descriptor is a listening socket (`SO_ACCEPTCONN`).
-pub(crate) fn is_listener(fd: RawFd) -> bool {
-    let mut val: libc::c_int = 0;
-    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: val/len point at a live c_int and its size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&raw mut val).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && val != 0
 }
 
 /// Hands the kernel's result for `id` to the front end, after doing what only
