@@ -35,6 +35,9 @@ enum Command {
     /// The tokio baseline echo server used by `bench`.
     #[command(hide = true)]
     TokioEcho(tokio_echo::Args),
+    /// A simple one-thread epoll (mio) load client, the yardstick for `load`.
+    #[command(hide = true)]
+    EpollLoad(load::baseline::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,5 +64,6 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Load(a) => load::run(a),
         Command::Bench(a) => bench::run(a),
         Command::TokioEcho(a) => tokio_echo::run(a),
+        Command::EpollLoad(a) => load::baseline::run(a),
     }
 }

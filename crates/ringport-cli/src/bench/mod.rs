@@ -1,10 +1,414 @@
-//! `ringport bench` (being written).
+//! `ringport bench`: `ringport echo` against a tokio echo server, side by
+//! side.
+//!
+//! Both servers are started from this binary on 127.0.0.1 ephemeral ports,
+//! pinned to one CPU; the load (`ringport load`'s engine, on a thread of this
+//! process) is pinned to another. For every case and round the same load runs
+//! against each server in turn, and the server's CPU time (utime + stime from
+//! `/proc/PID/stat`) is sampled at the start and end of the measured window:
+//! on a 2-core machine the client saturates, so CPU time per echoed message
+//! is the figure that ranks servers.
+
+mod chart;
+mod report;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::load::{self, Mode, Phase};
+use report::{CaseResult, Machine, Results, RoundResult};
+use server::{Server, SyscallCount};
 
 /// Flags of `ringport bench`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The full matrix: 1×64, 100×512, 1000×512, 100×16384; 5 rounds of 5 s.
+    #[arg(long)]
+    pub full: bool,
+    /// Cases as CONNSxSIZE, comma-separated (default 1x64,100x512; with
+    /// --full the four above).
+    #[arg(long, value_delimiter = ',')]
+    pub cases: Vec<String>,
+    /// Rounds per case (each runs every server once, in turn).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Seconds measured per run.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Seconds of load before each measured window.
+    #[arg(long, default_value_t = 0.5)]
+    pub warmup: f64,
+    /// Messages in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: usize,
+    /// CPU for the servers (default 0).
+    #[arg(long)]
+    pub server_cpu: Option<usize>,
+    /// CPU for the load (default 1).
+    #[arg(long)]
+    pub load_cpu: Option<usize>,
+    /// Do not pin anything.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Worker threads of `ringport echo` (default 1, matching its one CPU).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Worker threads of the tokio server (default: tokio's own, one per CPU
+    /// it may run on, so 1 when pinned).
+    #[arg(long)]
+    pub tokio_threads: Option<usize>,
+    /// Backend of `ringport echo` (uring or epoll; default automatic).
+    #[arg(long)]
+    pub backend: Option<ringport::BackendKind>,
+    /// Backend of the load's port (default automatic).
+    #[arg(long)]
+    pub load_backend: Option<ringport::BackendKind>,
+    /// Count the servers' syscalls per message with `perf stat` (adds a
+    /// little tracing overhead to the CPU figures).
+    #[arg(long)]
+    pub syscalls: bool,
+    /// Which servers to run, in this order.
+    #[arg(long, value_delimiter = ',', default_value = "ringport,tokio")]
+    pub servers: Vec<String>,
+    /// Command for the ringport server instead of `ringport echo ...`
+    /// (whitespace-separated; it must print `listening on ADDR`).
+    #[arg(long, hide = true)]
+    pub ringport_cmd: Option<String>,
+    /// Command for the tokio server instead of `ringport tokio-echo ...`.
+    #[arg(long, hide = true)]
+    pub tokio_cmd: Option<String>,
+    /// Directory for bench.json, bench.svg and the servers' logs.
+    #[arg(long, default_value = "target/ringport-bench")]
+    pub out: PathBuf,
+}
 
-/// Runs the benchmark.
-pub fn run(_args: Args) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("not written yet")
+/// One case of the matrix.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Case {
+    /// Connections.
+    pub conns: usize,
+    /// Bytes per message.
+    pub size: usize,
+}
+
+impl Case {
+    fn parse(s: &str) -> anyhow::Result<Case> {
+        let (c, b) = s
+            .trim()
+            .split_once(['x', 'X', '×'])
+            .with_context(|| format!("case {s:?} is not CONNSxSIZE"))?;
+        let size = b.trim().trim_end_matches(['B', 'b']);
+        let size = match size.strip_suffix(['k', 'K']) {
+            Some(k) => k.parse::<usize>()? * 1024,
+            None => size.parse()?,
+        };
+        Ok(Case {
+            conns: c.trim().parse()?,
+            size,
+        })
+    }
+
+    /// `100 × 512 B`.
+    pub fn label(&self) -> String {
+        if self.size >= 1024 && self.size % 1024 == 0 {
+            format!("{} × {} KiB", self.conns, self.size / 1024)
+        } else {
+            format!("{} × {} B", self.conns, self.size)
+        }
+    }
+}
+
+struct Plan {
+    cases: Vec<Case>,
+    rounds: usize,
+    duration: f64,
+    server_cpu: Option<usize>,
+    load_cpu: Option<usize>,
+}
+
+fn plan(a: &Args) -> anyhow::Result<Plan> {
+    let cases: Vec<String> = if !a.cases.is_empty() {
+        a.cases.clone()
+    } else if a.full {
+        ["1x64", "100x512", "1000x512", "100x16k"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        ["1x64", "100x512"].map(String::from).to_vec()
+    };
+    let cases = cases
+        .iter()
+        .map(|c| Case::parse(c))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rounds = a.rounds.unwrap_or(if a.full { 5 } else { 3 });
+    let duration = a.duration.unwrap_or(if a.full { 5.0 } else { 2.0 });
+    anyhow::ensure!((1..=1000).contains(&rounds), "--rounds must be 1..=1000");
+    anyhow::ensure!(
+        duration > 0.0 && duration <= 3600.0,
+        "--duration must be > 0 and at most an hour"
+    );
+    let cpus = crate::affinity::available();
+    let (server_cpu, load_cpu) = if a.no_pin {
+        (None, None)
+    } else if cpus.len() < 2 && a.server_cpu.is_none() && a.load_cpu.is_none() {
+        tracing::warn!("fewer than 2 CPUs available: not pinning server and load apart");
+        (None, None)
+    } else {
+        (
+            Some(a.server_cpu.unwrap_or(cpus[0])),
+            Some(a.load_cpu.unwrap_or(cpus[1])),
+        )
+    };
+    Ok(Plan {
+        cases,
+        rounds,
+        duration,
+        server_cpu,
+        load_cpu,
+    })
+}
+
+fn server_argv(a: &Args, name: &str) -> anyhow::Result<Vec<String>> {
+    let split = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let exe = std::env::current_exe()
+        .context("locating this binary")?
+        .to_string_lossy()
+        .into_owned();
+    let base = |sub: &str| {
+        vec![
+            exe.clone(),
+            sub.into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            "0".into(),
+        ]
+    };
+    Ok(match name {
+        "ringport" => match &a.ringport_cmd {
+            Some(c) => split(c),
+            None => {
+                let mut v = base("echo");
+                v.extend(["--workers".into(), a.workers.max(1).to_string()]);
+                v
+            }
+        },
+        "tokio" => match &a.tokio_cmd {
+            Some(c) => split(c),
+            None => {
+                let mut v = base("tokio-echo");
+                if let Some(n) = a.tokio_threads {
+                    v.extend(["--threads".into(), n.to_string()]);
+                }
+                v
+            }
+        },
+        other => anyhow::bail!("unknown server {other:?} (expected ringport or tokio)"),
+    })
+}
+
+/// Runs `ringport bench`.
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let p = plan(&a)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let tick = server::clock_ticks();
+    let perf = a.syscalls && server::perf_works();
+    if a.syscalls && !perf {
+        tracing::warn!(
+            "--syscalls: `perf stat -e raw_syscalls:sys_enter` does not work here; skipping"
+        );
+    }
+
+    let mut servers = Vec::new();
+    for name in &a.servers {
+        let argv = server_argv(&a, name)?;
+        let mut env = Vec::new();
+        if name == "ringport" {
+            if let Some(b) = a.backend {
+                env.push(("RINGPORT_BACKEND".to_string(), b.name().to_string()));
+            }
+        }
+        let log = a.out.join(format!("server-{name}.log"));
+        let s = Server::start(name, &argv, &env, p.server_cpu, &log)?;
+        eprintln!("{name}: {} (pid {}, {argv:?})", s.banner, s.pid());
+        servers.push(s);
+    }
+    anyhow::ensure!(!servers.is_empty(), "no servers to run");
+
+    let total = p.cases.len() * p.rounds * servers.len();
+    eprintln!(
+        "{} cases × {} rounds × {} servers × {:.1} s (+{:.1} s warm-up); server CPU {}, load CPU {}",
+        p.cases.len(),
+        p.rounds,
+        servers.len(),
+        p.duration,
+        a.warmup,
+        p.server_cpu.map_or("any".into(), |c| c.to_string()),
+        p.load_cpu.map_or("any".into(), |c| c.to_string()),
+    );
+    let mut results = Vec::new();
+    let mut n = 0;
+    for case in &p.cases {
+        let mut cr = CaseResult::new(*case, &servers);
+        for round in 0..p.rounds {
+            for (si, s) in servers.iter_mut().enumerate() {
+                n += 1;
+                anyhow::ensure!(
+                    s.alive(),
+                    "the {} server died; see its log in {}",
+                    s.name,
+                    a.out.display()
+                );
+                let r = run_one(&a, &p, case, s, tick, perf)?;
+                eprintln!(
+                    "[{n}/{total}] {} {:<8} round {}: {:>9.0} msgs/s  p99 {:>8.0} µs  {:>6.2} CPU µs/msg{}",
+                    case.label(),
+                    s.name,
+                    round + 1,
+                    r.msgs_per_s,
+                    r.p99_us,
+                    r.cpu_us_per_msg,
+                    r.syscalls_per_msg
+                        .map_or(String::new(), |v| format!("  {v:.2} syscalls/msg")),
+                );
+                cr.servers[si].rounds.push(r);
+                // Let the server finish the closes before the next run.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        cr.finish();
+        results.push(cr);
+    }
+
+    let res = Results {
+        machine: Machine::detect(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        rounds: p.rounds,
+        duration_s: p.duration,
+        warmup_s: a.warmup,
+        pipeline: a.pipeline,
+        server_cpu: p.server_cpu,
+        load_cpu: p.load_cpu,
+        servers: servers
+            .iter()
+            .map(|s| report::ServerInfo {
+                name: s.name.clone(),
+                banner: s.banner.clone(),
+            })
+            .collect(),
+        cases: results,
+    };
+    drop(servers);
+    print!("{}", res.table());
+    let json = a.out.join("bench.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&res)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let svg = a.out.join("bench.svg");
+    chart::draw(&res, &svg).with_context(|| format!("drawing {}", svg.display()))?;
+    println!("wrote {} and {}", json.display(), svg.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_one(
+    a: &Args,
+    p: &Plan,
+    case: &Case,
+    s: &Server,
+    tick: u64,
+    perf: bool,
+) -> anyhow::Result<RoundResult> {
+    let cfg = load::Config {
+        addr: s.addr,
+        conns: case.conns,
+        size: case.size,
+        pipeline: a.pipeline,
+        duration: Duration::from_secs_f64(p.duration),
+        warmup: Duration::from_secs_f64(a.warmup),
+        rate: None,
+        mode: Mode::Echo,
+        seed: 0x5eed,
+        backend: a.load_backend,
+        progress: false,
+    };
+    let pid = s.pid();
+    let load_cpu = p.load_cpu;
+    let duration = p.duration;
+    let (report, samples, syscalls) = std::thread::scope(|scope| {
+        scope
+            .spawn(move || -> anyhow::Result<_> {
+                if let Some(cpu) = load_cpu {
+                    crate::affinity::pin_current(cpu)?;
+                }
+                let mut samples = Vec::new();
+                let mut counter = None;
+                let mut failure = None;
+                let report = load::run_load(&cfg, &mut |phase| {
+                    if phase == Phase::WindowStart && perf {
+                        match SyscallCount::start(pid, duration, load_cpu) {
+                            Ok(c) => counter = Some(c),
+                            Err(e) => failure = Some(e),
+                        }
+                    }
+                    samples.push((server::cpu_ticks(pid), server::ctx_switches(pid)));
+                })?;
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+                let syscalls = counter.map(SyscallCount::finish).transpose()?;
+                Ok((report, samples, syscalls))
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the load thread panicked"))?
+    })?;
+    if let Some(m) = &report.mismatch {
+        anyhow::bail!("ECHO MISMATCH from the {} server: {m}", s.name);
+    }
+    anyhow::ensure!(
+        samples.len() == 2,
+        "the {} run never reached its measured window ({} of {} connections up, {} errors)",
+        s.name,
+        report.connected,
+        case.conns,
+        report.errors
+    );
+    let (t0, c0) = (samples[0].0.as_ref().map_err(clone_err)?, samples[0].1);
+    let (t1, c1) = (samples[1].0.as_ref().map_err(clone_err)?, samples[1].1);
+    let cpu_s = t1.saturating_sub(*t0) as f64 / tick as f64;
+    let msgs = report.msgs.max(1) as f64;
+    Ok(RoundResult {
+        msgs_per_s: report.msgs_per_s,
+        p99_us: report.latency.p99_us,
+        p50_us: report.latency.p50_us,
+        max_us: report.latency.max_us,
+        server_cpu_s: cpu_s,
+        server_cpu_share: cpu_s / report.window_s.max(1e-9),
+        cpu_us_per_msg: cpu_s * 1e6 / msgs,
+        ctx_switches_per_msg: c1.saturating_sub(c0) as f64 / msgs,
+        syscalls_per_msg: syscalls.map(|n| n as f64 / msgs),
+        msgs: report.msgs,
+        errors: report.errors,
+        window_s: report.window_s,
+    })
+}
+
+fn clone_err(e: &anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e:#}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Case;
+
+    #[test]
+    fn cases_parse() {
+        let c = Case::parse("100x16k").unwrap();
+        assert_eq!((c.conns, c.size), (100, 16384));
+        let c = Case::parse("1×64B").unwrap();
+        assert_eq!((c.conns, c.size), (1, 64));
+        assert!(Case::parse("100").is_err());
+    }
 }

@@ -126,8 +126,8 @@ pub fn run_load(cfg: &Config, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<Rep
     let mut block = vec![0u8; SPAN + cfg.size];
     rand::rngs::SmallRng::seed_from_u64(cfg.seed).fill_bytes(&mut block);
     let now = Instant::now();
-    let mut hist = Histogram::new_with_bounds(1_000, 3_600_000_000_000, 3)
-        .context("latency histogram")?;
+    let mut hist =
+        Histogram::new_with_bounds(1_000, 3_600_000_000_000, 3).context("latency histogram")?;
     hist.auto(true);
     let mut e = Engine {
         cfg,
@@ -174,7 +174,9 @@ impl Engine<'_> {
     fn run(&mut self, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<()> {
         let bar = self.cfg.progress.then(|| {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("style"));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("style"),
+            );
             bar
         });
         let mut last_draw = (Instant::now(), 0u64);

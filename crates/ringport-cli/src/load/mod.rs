@@ -8,6 +8,7 @@
 //! time: connections per second. The run always ends by itself after
 //! `--warmup` + `--duration` (plus a bounded connect phase).
 
+pub mod baseline;
 mod engine;
 mod stats;
 
@@ -19,7 +20,6 @@ use std::time::Duration;
 use anyhow::Context;
 
 pub use engine::{run_load, Phase};
-pub use stats::Report;
 
 /// What the load does with each connection.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

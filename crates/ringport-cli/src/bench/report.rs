@@ -1,0 +1,283 @@
+//! Bench results: per round, medians per server, ratios, the table.
+
+use std::fmt::Write as _;
+
+use super::server::Server;
+use super::Case;
+
+/// One run of one server in one round.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoundResult {
+    /// Echoed messages per second seen by the load.
+    pub msgs_per_s: f64,
+    /// 99th percentile latency.
+    pub p99_us: f64,
+    /// Median latency.
+    pub p50_us: f64,
+    /// Largest latency.
+    pub max_us: f64,
+    /// Server CPU seconds (user + system) in the window.
+    pub server_cpu_s: f64,
+    /// Server CPU seconds per second of window (1.0 = one core busy).
+    pub server_cpu_share: f64,
+    /// Server CPU microseconds per echoed message.
+    pub cpu_us_per_msg: f64,
+    /// Server context switches per echoed message.
+    pub ctx_switches_per_msg: f64,
+    /// Server syscalls per echoed message (with `--syscalls`).
+    pub syscalls_per_msg: Option<f64>,
+    /// Messages echoed in the window.
+    pub msgs: u64,
+    /// Load errors.
+    pub errors: u64,
+    /// Window length.
+    pub window_s: f64,
+}
+
+/// Medians over the rounds of one server in one case.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Median {
+    /// msgs/s.
+    pub msgs_per_s: f64,
+    /// p99 µs.
+    pub p99_us: f64,
+    /// Server CPU µs per message.
+    pub cpu_us_per_msg: f64,
+    /// Server CPU share of one core.
+    pub server_cpu_share: f64,
+    /// Context switches per message.
+    pub ctx_switches_per_msg: f64,
+    /// Syscalls per message, if counted.
+    pub syscalls_per_msg: Option<f64>,
+}
+
+/// One server's rounds and medians in one case.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerResult {
+    /// Server name.
+    pub server: String,
+    /// Every round.
+    pub rounds: Vec<RoundResult>,
+    /// Medians.
+    pub median: Median,
+}
+
+/// One case: each server's results and the first/second ratios.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaseResult {
+    /// The case.
+    pub case: Case,
+    /// `100 × 512 B`.
+    pub label: String,
+    /// Per server, in run order.
+    pub servers: Vec<ServerResult>,
+    /// First server's median over the second's (ringport / tokio).
+    pub ratio: Option<Median>,
+}
+
+impl CaseResult {
+    pub(crate) fn new(case: Case, servers: &[Server]) -> Self {
+        CaseResult {
+            case,
+            label: case.label(),
+            servers: servers
+                .iter()
+                .map(|s| ServerResult {
+                    server: s.name.clone(),
+                    rounds: Vec::new(),
+                    median: Median::default(),
+                })
+                .collect(),
+            ratio: None,
+        }
+    }
+
+    pub(crate) fn finish(&mut self) {
+        for s in &mut self.servers {
+            let r = &s.rounds;
+            let med = |f: &dyn Fn(&RoundResult) -> f64| median(r.iter().map(f).collect());
+            s.median = Median {
+                msgs_per_s: med(&|x| x.msgs_per_s),
+                p99_us: med(&|x| x.p99_us),
+                cpu_us_per_msg: med(&|x| x.cpu_us_per_msg),
+                server_cpu_share: med(&|x| x.server_cpu_share),
+                ctx_switches_per_msg: med(&|x| x.ctx_switches_per_msg),
+                syscalls_per_msg: r
+                    .iter()
+                    .map(|x| x.syscalls_per_msg)
+                    .collect::<Option<Vec<_>>>()
+                    .filter(|v| !v.is_empty())
+                    .map(median),
+            };
+        }
+        if let [a, b, ..] = &self.servers[..] {
+            let (a, b) = (&a.median, &b.median);
+            let q = |x: f64, y: f64| if y > 0.0 { x / y } else { f64::NAN };
+            self.ratio = Some(Median {
+                msgs_per_s: q(a.msgs_per_s, b.msgs_per_s),
+                p99_us: q(a.p99_us, b.p99_us),
+                cpu_us_per_msg: q(a.cpu_us_per_msg, b.cpu_us_per_msg),
+                server_cpu_share: q(a.server_cpu_share, b.server_cpu_share),
+                ctx_switches_per_msg: q(a.ctx_switches_per_msg, b.ctx_switches_per_msg),
+                syscalls_per_msg: a
+                    .syscalls_per_msg
+                    .zip(b.syscalls_per_msg)
+                    .map(|(x, y)| q(x, y)),
+            });
+        }
+    }
+}
+
+/// The median of some values (the mean of the middle two for an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Where the bench ran.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Machine {
+    /// CPUs online.
+    pub nproc: usize,
+    /// `/proc/cpuinfo` model name.
+    pub cpu: String,
+    /// Kernel release.
+    pub kernel: String,
+}
+
+impl Machine {
+    pub(crate) fn detect() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        Machine {
+            nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map_or_else(|| "unknown".into(), |(_, m)| m.trim().to_string()),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| "unknown".into(), |s| s.trim().to_string()),
+        }
+    }
+}
+
+/// A server as started.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerInfo {
+    /// Name.
+    pub name: String,
+    /// Its first stdout line.
+    pub banner: String,
+}
+
+/// Everything `bench.json` holds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Results {
+    /// Where.
+    pub machine: Machine,
+    /// The command line.
+    pub command: String,
+    /// Rounds per case.
+    pub rounds: usize,
+    /// Window per run.
+    pub duration_s: f64,
+    /// Warm-up per run.
+    pub warmup_s: f64,
+    /// Messages in flight per connection.
+    pub pipeline: usize,
+    /// CPU the servers were pinned to.
+    pub server_cpu: Option<usize>,
+    /// CPU the load was pinned to.
+    pub load_cpu: Option<usize>,
+    /// The servers.
+    pub servers: Vec<ServerInfo>,
+    /// Per case.
+    pub cases: Vec<CaseResult>,
+}
+
+impl Results {
+    /// The table of medians and ratios, as printed.
+    pub fn table(&self) -> String {
+        let sys = self.cases.iter().any(|c| {
+            c.servers
+                .iter()
+                .any(|s| s.median.syscalls_per_msg.is_some())
+        });
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "\nmedians of {} rounds, {:.1} s each; {} CPUs, kernel {}; server on CPU {}, load on CPU {}",
+            self.rounds,
+            self.duration_s,
+            self.machine.nproc,
+            self.machine.kernel,
+            self.server_cpu.map_or("any".into(), |c| c.to_string()),
+            self.load_cpu.map_or("any".into(), |c| c.to_string()),
+        );
+        let _ = write!(
+            t,
+            "| case | server | msgs/s | p99 µs | server CPU µs/msg | server CPU share |"
+        );
+        if sys {
+            let _ = write!(t, " syscalls/msg |");
+        }
+        let _ = write!(t, "\n|---|---|--:|--:|--:|--:|");
+        if sys {
+            let _ = write!(t, "--:|");
+        }
+        t.push('\n');
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        for c in &self.cases {
+            for s in &c.servers {
+                let m = &s.median;
+                let _ = write!(
+                    t,
+                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} |",
+                    c.label, s.server, m.msgs_per_s, m.p99_us, m.cpu_us_per_msg, m.server_cpu_share
+                );
+                if sys {
+                    let _ = write!(t, " {} |", opt(m.syscalls_per_msg));
+                }
+                t.push('\n');
+            }
+            if let (Some(r), [a, b, ..]) = (&c.ratio, &c.servers[..]) {
+                let _ = write!(
+                    t,
+                    "| {} | **{}/{}** | {:.2} | {:.2} | **{:.2}** | {:.2} |",
+                    c.label,
+                    a.server,
+                    b.server,
+                    r.msgs_per_s,
+                    r.p99_us,
+                    r.cpu_us_per_msg,
+                    r.server_cpu_share
+                );
+                if sys {
+                    let _ = write!(t, " {} |", opt(r.syscalls_per_msg));
+                }
+                t.push('\n');
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(vec![]).is_nan());
+    }
+}
