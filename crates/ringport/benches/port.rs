@@ -16,6 +16,8 @@
 //! ```
 //! A backend that cannot be set up here (io_uring in a restricted container)
 //! is skipped with a line on stderr.
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
 
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
