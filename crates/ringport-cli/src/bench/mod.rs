@@ -332,6 +332,7 @@ fn run_one(
         mode: Mode::Echo,
         seed: 0x5eed,
         backend: a.load_backend,
+        pooled: true,
         progress: false,
     };
     let pid = s.pid();

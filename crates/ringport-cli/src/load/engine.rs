@@ -417,6 +417,18 @@ impl Engine<'_> {
                 }
                 Err(e) => self.fail(i, format_args!("connection {i}: recv: {e}")),
             },
+            OpKind::RecvPooled if c.more() => {
+                let buf = c.take_buf().unwrap_or_default();
+                self.on_data(i, &buf, now);
+                self.port.recycle(buf);
+            }
+            OpKind::RecvPooled => match c.result() {
+                Ok(_) => self.fail(
+                    i,
+                    format_args!("connection {i}: the server closed the connection"),
+                ),
+                Err(e) => self.fail(i, format_args!("connection {i}: recv: {e}")),
+            },
             _ => {}
         }
         Ok(())
@@ -456,8 +468,20 @@ impl Engine<'_> {
         c.up = true;
         self.up += 1;
         c.credits = self.cfg.pipeline;
-        let buf = Vec::with_capacity(self.recv_cap);
-        self.repost_recv(i, buf);
+        if self.cfg.pooled {
+            // One multishot receive for the connection's life.
+            let posted = match &self.conns[i].handle {
+                Some(h) => self.port.recv_pooled(h, 0).map(drop),
+                None => Ok(()),
+            };
+            if let Err(e) = posted {
+                self.fail(i, format_args!("connection {i}: posting recv: {e}"));
+                return;
+            }
+        } else {
+            let buf = Vec::with_capacity(self.recv_cap);
+            self.repost_recv(i, buf);
+        }
         // Churn took its rate token when it started connecting.
         let have_token = self.cfg.mode == Mode::Churn;
         self.send_ready(i, now, have_token);

@@ -31,6 +31,15 @@ pub enum Mode {
     Churn,
 }
 
+/// How the load receives (see `--recv`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recv {
+    /// One multishot receive per connection, buffers from the port's pool.
+    Pooled,
+    /// A receive per chunk into the connection's own buffer.
+    Single,
+}
+
 /// Flags of `ringport load`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -67,6 +76,11 @@ pub struct Args {
     /// Backend of the load's own port: uring or epoll (default: automatic).
     #[arg(long)]
     pub backend: Option<ringport::BackendKind>,
+    /// How replies are received: `pooled` keeps one multishot receive per
+    /// connection that takes buffers from the port's pool; `single` posts a
+    /// receive into the connection's own buffer for every chunk.
+    #[arg(long, value_enum, default_value_t = Recv::Pooled)]
+    pub recv: Recv,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -95,6 +109,8 @@ pub struct Config {
     pub seed: u64,
     /// Backend of the load's port.
     pub backend: Option<ringport::BackendKind>,
+    /// Multishot receives into the port's pool.
+    pub pooled: bool,
     /// Show a live progress line on stderr.
     pub progress: bool,
 }
@@ -140,6 +156,7 @@ impl Args {
             mode: self.mode,
             seed: self.seed,
             backend: self.backend,
+            pooled: self.recv == Recv::Pooled,
             progress: std::io::stderr().is_terminal() && !self.json,
         })
     }
