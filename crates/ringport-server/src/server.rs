@@ -38,6 +38,8 @@ const FIRST_CONN_KEY: u64 = 1 << 32;
 const BATCH: usize = 16;
 const BACKOFF_START_MS: u64 = 10;
 const BACKOFF_MAX_MS: u64 = 500;
+/// How long stop waits for the workers to take their exit packets.
+const EXIT_GRACE: Duration = Duration::from_millis(500);
 
 thread_local! {
     static IN_WORKER: Cell<bool> = const { Cell::new(false) };
@@ -305,6 +307,7 @@ impl ServerBuilder {
             retry_pending: AtomicBool::new(false),
             backoff_ms: AtomicU64::new(BACKOFF_START_MS),
             workers_alive: AtomicUsize::new(cfg.workers),
+            workers_running: AtomicUsize::new(cfg.workers),
             stop_lock: Mutex::new(()),
             stop_cv: Condvar::new(),
             config: cfg,
@@ -313,7 +316,9 @@ impl ServerBuilder {
             shared.post_accept();
         }
         if let Some(idle) = shared.config.idle_timeout {
-            shared.port.timeout(sweep_interval(idle), SERVER_KEY, SWEEP)?;
+            shared
+                .port
+                .timeout(sweep_interval(idle), SERVER_KEY, SWEEP)?;
         }
         let mut workers = Vec::with_capacity(shared.config.workers);
         for i in 0..shared.config.workers {
@@ -324,7 +329,9 @@ impl ServerBuilder {
             match spawned {
                 Ok(w) => workers.push(w),
                 Err(e) => {
-                    shared.workers_alive.fetch_sub(shared.config.workers - i, Ordering::SeqCst);
+                    let missing = shared.config.workers - i;
+                    shared.workers_alive.fetch_sub(missing, Ordering::SeqCst);
+                    shared.workers_running.fetch_sub(missing, Ordering::SeqCst);
                     let mut partial = Server {
                         shared,
                         workers,
@@ -369,6 +376,8 @@ pub(crate) struct Shared {
     retry_pending: AtomicBool,
     backoff_ms: AtomicU64,
     workers_alive: AtomicUsize,
+    /// Workers still in their loop (for stop's wait).
+    workers_running: AtomicUsize,
     stop_lock: Mutex<()>,
     stop_cv: Condvar,
 }
@@ -405,7 +414,13 @@ impl Shared {
             }
             return;
         };
-        let code = c.error_code();
+        // A pooled receive asked to stop may end with ENOBUFS (out of
+        // buffers) instead of ECANCELED: the port only restarts it when
+        // nobody asked it to stop. Either way it was stopped on request.
+        let code = match c.error_code() {
+            Some(libc::ENOBUFS) if c.user() == RECV => Some(libc::ECANCELED),
+            other => other,
+        };
         let result = match code {
             Some(e) => Err(e),
             None => Ok(c.result().unwrap_or(0)),
@@ -430,9 +445,9 @@ impl Shared {
             ACCEPT_RETRY => {
                 self.retry_pending.store(false, Ordering::SeqCst);
                 if !c.is_cancelled() && !self.is_stopping() {
-                    let took = self
-                        .parked_accepts
-                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                    let took =
+                        self.parked_accepts
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                     if took.is_ok() {
                         self.post_accept();
                     }
@@ -586,12 +601,20 @@ impl Shared {
                 conn.close_with(DisconnectReason::IdleTimeout, CloseMode::Idle);
             }
         });
-        if let Err(e) = self
-            .port
-            .timeout(sweep_interval(idle), SERVER_KEY, SWEEP)
-        {
+        if let Err(e) = self.port.timeout(sweep_interval(idle), SERVER_KEY, SWEEP) {
             tracing::debug!("idle sweep timer: {e}");
         }
+    }
+
+    /// Waits until every worker has left its loop or `deadline` passes.
+    fn wait_workers(&self, deadline: Instant) -> bool {
+        let mut g = self.stop_lock.lock();
+        while self.workers_running.load(Ordering::SeqCst) > 0 {
+            if self.stop_cv.wait_until(&mut g, deadline).timed_out() {
+                return self.workers_running.load(Ordering::SeqCst) == 0;
+            }
+        }
+        true
     }
 
     /// Waits until every connection is gone or `deadline` passes.
@@ -607,6 +630,13 @@ impl Shared {
 }
 
 fn worker(sh: Arc<Shared>) {
+    worker_loop(&sh);
+    sh.workers_running.fetch_sub(1, Ordering::SeqCst);
+    let _g = sh.stop_lock.lock();
+    sh.stop_cv.notify_all();
+}
+
+fn worker_loop(sh: &Arc<Shared>) {
     IN_WORKER.with(|w| w.set(true));
     let mut control = Vec::new();
     loop {
@@ -691,9 +721,7 @@ impl Server {
 
     /// The counters now.
     pub fn stats(&self) -> Stats {
-        self.shared
-            .counters
-            .snapshot(self.shared.registry.len())
+        self.shared.counters.snapshot(self.shared.registry.len())
     }
 
     /// The registry of live connections.
@@ -741,6 +769,13 @@ impl Server {
             }
         }
         if !self.workers.is_empty() && sh.port.post(SERVER_KEY, EXIT, 0).is_err() {
+            sh.port.shutdown();
+        }
+        // The exit packets normally end every worker at once; should one
+        // not come out of `get` (a lost wake-up), shutting the port down
+        // makes `get` fail in every thread.
+        if !sh.wait_workers(Instant::now() + EXIT_GRACE) {
+            tracing::warn!("stop: workers did not take their exit packets; shutting the port down");
             sh.port.shutdown();
         }
         for w in self.workers.drain(..) {
@@ -831,6 +866,8 @@ impl Connections {
 
 impl std::fmt::Debug for Connections {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connections").field("len", &self.len()).finish()
+        f.debug_struct("Connections")
+            .field("len", &self.len())
+            .finish()
     }
 }

@@ -230,7 +230,10 @@ fn max_connections_rejects_extra(kind: BackendKind) {
     let mut c = client(server.local_addr());
     let mut buf = [0; 1];
     let _ = c.write_all(b"c");
-    assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)), "third client refused");
+    assert!(
+        matches!(c.read(&mut buf), Ok(0) | Err(_)),
+        "third client refused"
+    );
     assert_eq!(server.stop().rejected, 1);
 }
 

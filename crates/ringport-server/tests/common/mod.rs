@@ -15,16 +15,31 @@ use ringport_server::{ConnId, Connection, DisconnectReason, Handler, Server, Ser
 pub const LIMIT: Duration = Duration::from_secs(20);
 
 /// One `#[test]` per backend for each listed function taking the backend.
+/// The tests of one binary run one at a time, so that descriptor counts and
+/// resident memory measure one test only.
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod uring {
-            $( #[test] fn $name() { super::$name(ringport::BackendKind::IoUring) } )*
+            $( #[test] fn $name() {
+                let _one_at_a_time = $crate::common::serial();
+                super::$name(ringport::BackendKind::IoUring)
+            } )*
         }
         mod epoll {
-            $( #[test] fn $name() { super::$name(ringport::BackendKind::Epoll) } )*
+            $( #[test] fn $name() {
+                let _one_at_a_time = $crate::common::serial();
+                super::$name(ringport::BackendKind::Epoll)
+            } )*
         }
     };
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Holds the test binary's one-test-at-a-time lock.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A server builder on `kind` bound to 127.0.0.1:0, or `None` (printed as a
@@ -145,7 +160,10 @@ pub fn disconnect_reason(rx: &Receiver<Ev>) -> &'static str {
     let deadline = Instant::now() + LIMIT;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left).expect("a disconnect within the limit") {
+        match rx
+            .recv_timeout(left)
+            .expect("a disconnect within the limit")
+        {
             Ev::Disconnect { reason, .. } => return reason,
             _ => continue,
         }
