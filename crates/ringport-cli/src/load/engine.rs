@@ -118,7 +118,12 @@ struct Engine<'a> {
 /// # Errors
 /// When the port cannot be created or fails.
 pub fn run_load(cfg: &Config, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<Report> {
-    let mut b = CompletionPort::builder().concurrency(1);
+    // One thread posts and reaps: the ring can be single-issuer with
+    // deferred task work (no wake-up interrupts, task work run in batches).
+    let mut b = CompletionPort::builder()
+        .concurrency(1)
+        .single_thread(true)
+        .pool_buffers(4096);
     if let Some(kind) = cfg.backend {
         b = b.backend(kind);
     }
