@@ -43,9 +43,9 @@ mod registry;
 mod sys;
 mod timers;
 
-pub(crate) use registry::FdState;
 use io_ops::Outcome;
 use pool::{FilePool, Job};
+pub(crate) use registry::FdState;
 use registry::{Core, RegState, Registration, Report, TempReg, READ, WRITE};
 use sys::Waker;
 
@@ -308,9 +308,12 @@ impl Driver {
         match op.kind {
             OpKind::Timeout => Some(Place::Timer),
             OpKind::ReadAt | OpKind::WriteAt => Some(Place::File),
-            OpKind::Accept if op.first_data_started => {
-                op.scratch.epoll.temp.as_ref().map(|t| Place::Fd(t.reg.clone()))
-            }
+            OpKind::Accept if op.first_data_started => op
+                .scratch
+                .epoll
+                .temp
+                .as_ref()
+                .map(|t| Place::Fd(t.reg.clone())),
             _ => op
                 .handle
                 .as_ref()
@@ -440,7 +443,9 @@ impl super::Backend for Driver {
         // Safe to free now: see `registry`.
         drop(self.core.take_retired());
         let busy = self.has_again.load(Ordering::Acquire) || self.pool.has_done();
-        let ms = self.timers.begin_wait(if busy { Some(Duration::ZERO) } else { timeout });
+        let ms = self
+            .timers
+            .begin_wait(if busy { Some(Duration::ZERO) } else { timeout });
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
         let n = sys::epoll_wait(&self.core.ep, &mut events[..], ms);
         self.timers.end_wait();

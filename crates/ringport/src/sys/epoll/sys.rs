@@ -42,12 +42,21 @@ pub(crate) fn epoll_add(ep: &OwnedFd, fd: RawFd, events: u32, token: u64) -> io:
 pub(crate) fn epoll_del(ep: &OwnedFd, fd: RawFd) {
     // SAFETY: a null event pointer is allowed for EPOLL_CTL_DEL (since 2.6.9).
     let _ = syscall!(unsafe {
-        libc::epoll_ctl(ep.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut())
+        libc::epoll_ctl(
+            ep.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            fd,
+            std::ptr::null_mut(),
+        )
     });
 }
 
 /// Waits for events; `ms < 0` waits forever. `EINTR` counts as no events.
-pub(crate) fn epoll_wait(ep: &OwnedFd, events: &mut [libc::epoll_event], ms: i32) -> io::Result<usize> {
+pub(crate) fn epoll_wait(
+    ep: &OwnedFd,
+    events: &mut [libc::epoll_event],
+    ms: i32,
+) -> io::Result<usize> {
     let max = i32::try_from(events.len()).unwrap_or(i32::MAX);
     // SAFETY: `events` is a writable array of `max` epoll_events.
     match syscall!(unsafe { libc::epoll_wait(ep.as_raw_fd(), events.as_mut_ptr(), max, ms) }) {

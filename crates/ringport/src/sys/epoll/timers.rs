@@ -30,7 +30,13 @@ impl Timers {
     /// Arms timer `id`. Returns `false` if the op was already cancelled (the
     /// caller reports it); calls `wake` if the poller sleeps past the new
     /// deadline.
-    pub(crate) fn start(&self, sh: &Shared, id: OpId, after: Duration, wake: impl FnOnce()) -> bool {
+    pub(crate) fn start(
+        &self,
+        sh: &Shared,
+        id: OpId,
+        after: Duration,
+        wake: impl FnOnce(),
+    ) -> bool {
         let now = Instant::now();
         let deadline = now
             .checked_add(after)
@@ -77,7 +83,10 @@ impl Timers {
     pub(crate) fn begin_wait(&self, limit: Option<Duration>) -> i32 {
         let now = Instant::now();
         let mut st = self.state.lock();
-        let user = limit.map(|t| now.checked_add(t).unwrap_or(now + Duration::from_secs(1 << 31)));
+        let user = limit.map(|t| {
+            now.checked_add(t)
+                .unwrap_or(now + Duration::from_secs(1 << 31))
+        });
         let timer = st.map.keys().next().map(|k| k.0);
         let until = match (user, timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
