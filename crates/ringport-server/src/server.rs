@@ -38,6 +38,10 @@ const FIRST_CONN_KEY: u64 = 1 << 32;
 const BATCH: usize = 16;
 const BACKOFF_START_MS: u64 = 10;
 const BACKOFF_MAX_MS: u64 = 500;
+/// The longest a worker waits in `get` before looking again (the seeds'
+/// WAIT_TIMEOUT). Nothing depends on it in a correct port; it bounds what a
+/// lost wake-up can cost (a quarter second, not a hung worker or stop).
+const WAIT: Duration = Duration::from_millis(250);
 /// How long stop waits for the workers to take their exit packets.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
@@ -453,11 +457,7 @@ impl Shared {
                     }
                 }
             }
-            SWEEP => {
-                if !c.is_cancelled() && !self.is_stopping() {
-                    self.sweep();
-                }
-            }
+            SWEEP if !c.is_cancelled() && !self.is_stopping() => self.sweep(),
             EXIT => {
                 // Pass the exit on: a batch may have given this worker
                 // several packets, and each worker must see one.
@@ -647,7 +647,7 @@ fn worker_loop(sh: &Arc<Shared>) {
                 let _blocking = sh.port.blocking();
                 sh.dequeue.lock()
             };
-            match sh.port.get_many(&mut batch, BATCH, None) {
+            match sh.port.get_many(&mut batch, BATCH, Some(WAIT)) {
                 Ok(n) => Counters::add(&sh.counters.completions, n as u64),
                 Err(GetError::Closed) => return,
                 Err(GetError::TimedOut) => continue,
