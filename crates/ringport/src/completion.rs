@@ -155,6 +155,7 @@ pub struct Completion {
     pub(crate) buf: Option<Vec<u8>>,
     pub(crate) accepted: Option<Accepted>,
     pub(crate) more: bool,
+    pub(crate) seq: u64,
 }
 
 impl Completion {
@@ -168,6 +169,7 @@ impl Completion {
             buf: None,
             accepted: None,
             more: false,
+            seq: 0,
         }
     }
 
@@ -218,6 +220,22 @@ impl Completion {
         self.more
     }
 
+    /// The position of this completion among those of its operation: 0, 1,
+    /// 2, … for the chunks of a pooled receive, in the order the data arrived
+    /// on the socket, and the final completion last; 0 for other operations.
+    /// Completions of one operation may be dequeued by different threads, in
+    /// any order; `seq` lets a multi-threaded server put them back in order.
+    ///
+    /// ```
+    /// # let port = ringport::CompletionPort::new(1)?;
+    /// port.post(0, 0, 0)?;
+    /// assert_eq!(port.get(None)?.seq(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// The buffer the operation owned. For receives its length was extended by
     /// the bytes received; for sends it is the buffer as given.
     pub fn buf(&self) -> Option<&Vec<u8>> {
@@ -252,6 +270,7 @@ impl fmt::Debug for Completion {
             .field("buf_len", &self.buf.as_ref().map(Vec::len))
             .field("accepted", &self.accepted)
             .field("more", &self.more)
+            .field("seq", &self.seq)
             .finish()
     }
 }

@@ -42,6 +42,8 @@ pub(crate) struct OpData {
     pub addr: SockAddrBuf,
     /// Accept with first data: the accepted socket while its first receive runs.
     pub accepted: Option<(OwnedFd, SocketAddr, SocketAddr)>,
+    /// Completions handed out so far (pooled receives number their chunks).
+    pub seq: u64,
     /// Accept with first data: the receive stage has been started.
     pub first_data_started: bool,
     /// Set once the op was asked to stop (cancel, close, shutdown): a pooled
@@ -65,6 +67,7 @@ impl OpData {
             lane: None,
             addr: SockAddrBuf::default(),
             accepted: None,
+            seq: 0,
             first_data_started: false,
             cancelled: false,
             scratch: OpScratch::default(),

@@ -90,7 +90,7 @@ impl Shared {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             if self.sched.is_closed() {
-                self.drain_if_owner();
+                self.drain_if_closed();
                 return Err(GetError::Closed);
             }
             if let Some(c) = self.sched.try_take() {
@@ -342,54 +342,64 @@ impl Shared {
         if self.sched.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Every waiter returns `Closed`: the parked ones now, the poller when
+        // the backend wakes it.
         self.sched.wake_all();
+        self.driver.wake();
         let start = Instant::now();
-        if !self.driver.can_poll_here() {
-            // A single-thread port owned by another thread: it drains what is
-            // cancelled here when it sees the port closed (`drain_if_owner`).
-            for id in self.arena.ids() {
-                self.cancel(id);
+        self.cancel_all();
+        if self.driver.can_poll_here() {
+            // Take the poller's seat (the current poller sees `closed` and
+            // leaves), unless another thread that saw the port closed is
+            // already draining it.
+            while self.arena.live() > 0 && start.elapsed() < DRAIN_LIMIT {
+                if self.sched.try_poller() {
+                    self.drain(start);
+                    break;
+                }
+                self.driver.wake();
+                std::thread::park_timeout(Duration::from_millis(1));
             }
+        } else {
+            // A single-thread port owned by another thread: it drains what was
+            // cancelled here when it sees the port closed.
             self.driver.wake();
             while self.arena.live() > 0 && start.elapsed() < DRAIN_LIMIT && !self.driver.orphaned()
             {
                 std::thread::park_timeout(Duration::from_millis(1));
             }
-            while self.sched.queue.pop().is_some() {}
-            return;
         }
-        // Take the poller's seat: the current poller sees `closed` and leaves.
-        while !self.sched.try_poller() {
-            self.driver.wake();
-            if start.elapsed() > DRAIN_LIMIT {
-                tracing::error!("shutdown: the poller did not return");
-                return;
-            }
-            std::thread::yield_now();
-        }
-        for id in self.arena.ids() {
-            self.cancel(id);
-        }
-        self.drain(start);
         while self.sched.queue.pop().is_some() {}
         self.sched.wake_all();
     }
 
-    /// Reaps cancelled operations until none is left (or `DRAIN_LIMIT`).
-    /// The caller holds the poller token, and keeps it: nobody polls a closed
-    /// port again.
+    fn cancel_all(&self) {
+        for id in self.arena.ids() {
+            self.cancel(id);
+        }
+    }
+
+    /// Reaps cancelled operations until none is left (or `DRAIN_LIMIT`),
+    /// cancelling again now and then what an operation started while the port
+    /// was closing. The caller holds the poller token and keeps it: nobody
+    /// polls a closed port again.
     fn drain(&self, start: Instant) {
+        let mut rounds = 0u32;
         while self.arena.live() > 0 && start.elapsed() < DRAIN_LIMIT {
             if let Err(e) = self.driver.poll(self, Some(Duration::from_millis(20))) {
                 tracing::error!("shutdown: reaping cancelled operations failed: {e}");
                 break;
             }
+            rounds += 1;
+            if rounds % 8 == 0 {
+                self.cancel_all();
+            }
         }
     }
 
-    /// The owner of a single-thread port drains what another thread's
-    /// shutdown cancelled.
-    fn drain_if_owner(&self) {
+    /// A thread that finds the port closed helps reap what shutdown
+    /// cancelled (for a single-thread port, only its owner can).
+    fn drain_if_closed(&self) {
         if self.arena.live() > 0 && self.driver.can_poll_here() && self.sched.try_poller() {
             self.drain(Instant::now());
         }
@@ -458,8 +468,13 @@ fn decide(
             Next::Restart
         }
         OpKind::RecvPooled => {
-            if res == -libc::ENOBUFS && !stopping {
-                return Next::Restart;
+            if res == -libc::ENOBUFS {
+                // Out of provided buffers: repost, unless it was stopping.
+                return if stopping {
+                    Next::Final(-libc::ECANCELED)
+                } else {
+                    Next::Restart
+                };
             }
             if res <= 0 {
                 return Next::Final(res);
@@ -475,7 +490,9 @@ fn decide(
                 buf: pooled,
                 accepted: None,
                 more: true,
+                seq: op.seq,
             };
+            op.seq += 1;
             match (more, stopping) {
                 (true, _) => Next::Emit(c),
                 (false, false) => Next::EmitRestart(c),
@@ -519,5 +536,6 @@ fn final_completion(id: OpId, mut op: OpData, res: i32) -> Completion {
         buf: op.buf.take(),
         accepted,
         more: false,
+        seq: op.seq,
     }
 }

@@ -257,6 +257,7 @@ fn recv_pooled_delivers_chunks_then_end_of_stream(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (mut client, h) = pair(&port, 1);
     let id = port.recv_pooled(&h, 5).unwrap();
+    let mut seq = 0;
     for i in 0..20u64 {
         let msg = pattern(i, 100 + i as usize);
         client.write_all(&msg).unwrap();
@@ -265,6 +266,8 @@ fn recv_pooled_delivers_chunks_then_end_of_stream(kind: BackendKind) {
             let mut c = next(&port);
             assert_eq!((c.kind(), c.id(), c.user()), (OpKind::RecvPooled, id, 5));
             assert!(c.more(), "{c:?}");
+            assert_eq!(c.seq(), seq, "chunks are numbered in arrival order");
+            seq += 1;
             got.extend_from_slice(c.data());
             port.recycle(c.take_buf().unwrap());
         }
@@ -272,7 +275,7 @@ fn recv_pooled_delivers_chunks_then_end_of_stream(kind: BackendKind) {
     }
     drop(client);
     let c = next(&port);
-    assert_eq!((c.result().unwrap(), c.more()), (0, false));
+    assert_eq!((c.result().unwrap(), c.more(), c.seq()), (0, false, seq));
     assert_eq!(port.outstanding(), 0);
 }
 
