@@ -22,6 +22,13 @@
 //!   picks it up. So a cancel's `-ECANCELED` never overtakes data already
 //!   read, and no lock is held while the front end runs.
 //! * **Safe event tokens**: see [`registry`].
+//! * **Progress needs a waiting thread.** Unlike io_uring, where the kernel
+//!   completes operations in the background, an operation that could not
+//!   finish in `start` is performed by the thread that polls, i.e. one
+//!   blocked in `get`. IOCP programs always have one.
+//! * Receives and sends pass `MSG_DONTWAIT`, so they never block whatever
+//!   the descriptor's mode; an accepted socket is blocking and close-on-exec,
+//!   as with io_uring (associating it makes it non-blocking).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -112,11 +119,11 @@ impl Driver {
     }
 
     /// Decides how to run the current stage of `op`.
-    fn plan(&self, sh: &Shared, op: &mut OpData) -> Plan {
+    fn plan(&self, sh: &Shared, id: OpId, op: &mut OpData) -> Plan {
         match op.kind {
             OpKind::Packet | OpKind::Close => Plan::Now(-libc::EBADF),
             OpKind::Timeout => Plan::Timer(op.duration),
-            OpKind::ReadAt | OpKind::WriteAt => file_job(op),
+            OpKind::ReadAt | OpKind::WriteAt => file_job(id, op),
             OpKind::Accept if op.first_data_started => self.plan_first_data(sh, op),
             _ => {
                 let reg = op.handle.as_ref().and_then(|h| h.sys.epoll.reg.get());
@@ -324,7 +331,7 @@ impl Driver {
 }
 
 /// The pool job of a `read_at` / `write_at`.
-fn file_job(op: &mut OpData) -> Plan {
+fn file_job(id: OpId, op: &mut OpData) -> Plan {
     let (Some(fd), Some(buf)) = (op.fd(), op.buf.as_mut()) else {
         return Plan::Now(-libc::EBADF);
     };
@@ -336,7 +343,7 @@ fn file_job(op: &mut OpData) -> Plan {
         (spare.as_mut_ptr().cast::<u8>(), spare.len())
     };
     Plan::File(Job {
-        id: OpId(0),
+        id,
         fd,
         ptr,
         len,
@@ -371,7 +378,7 @@ impl super::Backend for Driver {
     }
 
     fn start(&self, sh: &Shared, id: OpId, _defer: bool) {
-        let Some(plan) = sh.arena.with(id, |op| self.plan(sh, op)) else {
+        let Some(plan) = sh.arena.with(id, |op| self.plan(sh, id, op)) else {
             return;
         };
         match plan {
@@ -385,7 +392,7 @@ impl super::Backend for Driver {
                     unsafe { super::reap(sh, id, -libc::ECANCELED, false, None) };
                 }
             }
-            Plan::File(job) => self.pool.submit(Job { id, ..job }),
+            Plan::File(job) => self.pool.submit(job),
         }
     }
 
