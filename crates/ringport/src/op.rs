@@ -42,6 +42,8 @@ pub(crate) struct OpData {
     pub addr: SockAddrBuf,
     /// Accept with first data: the accepted socket while its first receive runs.
     pub accepted: Option<(OwnedFd, SocketAddr, SocketAddr)>,
+    /// A multishot accept: stays posted, one completion per connection.
+    pub multishot: bool,
     /// Completions handed out so far (pooled receives number their chunks).
     pub seq: u64,
     /// Accept with first data: the receive stage has been started.
@@ -67,6 +69,7 @@ impl OpData {
             lane: None,
             addr: SockAddrBuf::default(),
             accepted: None,
+            multishot: false,
             seq: 0,
             first_data_started: false,
             cancelled: false,

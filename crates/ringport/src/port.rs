@@ -226,6 +226,37 @@ impl CompletionPort {
         self.post_on(listener, OpData::new(OpKind::Accept, listener.key(), user))
     }
 
+    /// Posts an accept that stays posted: one completion per accepted
+    /// connection (with [`Completion::more`] set and both addresses), until
+    /// it is cancelled or fails; then a final completion ends it (a failure
+    /// such as `EMFILE` ends it too: post it again after a back-off). On
+    /// io_uring this is a multishot accept; on epoll the port re-arms a
+    /// single accept after each connection.
+    ///
+    /// ```
+    /// use std::net::{TcpListener, TcpStream};
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let l = port.associate(TcpListener::bind("127.0.0.1:0")?, 0)?;
+    /// let id = port.accept_multi(&l, 0)?;
+    /// let addr = ringport::local_addr(&l)?;
+    /// let _clients = [TcpStream::connect(addr)?, TcpStream::connect(addr)?];
+    /// for _ in 0..2 {
+    ///     let mut c = port.get(None)?;
+    ///     assert!(c.more() && c.take_accepted().is_some());
+    /// }
+    /// port.cancel(id)?;
+    /// assert!(port.get(None)?.is_cancelled());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept).
+    pub fn accept_multi(&self, listener: &Handle, user: u64) -> io::Result<OpId> {
+        let mut op = OpData::new(OpKind::Accept, listener.key(), user);
+        op.multishot = true;
+        self.post_on(listener, op)
+    }
+
     /// Posts an accept that completes only once the first data has arrived on
     /// the new connection (AcceptEx with a receive buffer): the completion
     /// holds the connection, both addresses and `buf` extended by the bytes

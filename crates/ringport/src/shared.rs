@@ -459,6 +459,32 @@ fn decide(
                 Next::Restart
             }
         }
+        OpKind::Accept if op.multishot => {
+            if res < 0 {
+                return Next::Final(if stopping { -libc::ECANCELED } else { res });
+            }
+            let c = Completion {
+                key: op.key,
+                user: op.user,
+                kind: op.kind,
+                id,
+                result: Ok(0),
+                buf: None,
+                accepted: op.accepted.take().map(|(socket, peer, local)| Accepted {
+                    socket,
+                    local,
+                    peer,
+                }),
+                more: true,
+                seq: op.seq,
+            };
+            op.seq += 1;
+            match (more, stopping) {
+                (true, _) => Next::Emit(c),
+                (false, false) => Next::EmitRestart(c),
+                (false, true) => Next::EmitThenFinal(c),
+            }
+        }
         OpKind::Accept if res >= 0 && op.buf.is_some() && !op.first_data_started => {
             if stopping {
                 // The accepted socket is closed when the op is dropped.

@@ -14,6 +14,7 @@ both_backends!(
     accept_reports_socket_and_both_addresses,
     accept_with_data_completes_with_the_first_bytes,
     several_accepts_stay_posted,
+    accept_multi_accepts_until_cancelled,
     connect_succeeds_and_refused_connect_fails,
     recv_and_send_round_trip,
     recv_of_zero_bytes_means_peer_closed,
@@ -94,6 +95,33 @@ fn several_accepts_stay_posted(kind: BackendKind) {
     expected.sort();
     peers.sort();
     assert_eq!(peers, expected);
+}
+
+fn accept_multi_accepts_until_cancelled(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (l, addr) = listener(&port);
+    let id = port.accept_multi(&l, 3).unwrap();
+    let clients: Vec<_> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut peers = Vec::new();
+    for seq in 0..20 {
+        let mut c = next(&port);
+        assert_eq!(
+            (c.kind(), c.id(), c.user(), c.seq()),
+            (OpKind::Accept, id, 3, seq)
+        );
+        assert!(c.more(), "{c:?}");
+        let acc = c.take_accepted().expect("a connection");
+        assert_eq!(acc.local, addr);
+        peers.push(acc.peer);
+    }
+    let mut expected: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+    expected.sort();
+    peers.sort();
+    assert_eq!(peers, expected, "both addresses of every connection");
+    port.cancel(id).unwrap();
+    let c = next(&port);
+    assert!(c.is_cancelled() && !c.more(), "{c:?}");
+    assert_eq!(port.outstanding(), 0);
 }
 
 fn connect_succeeds_and_refused_connect_fails(kind: BackendKind) {

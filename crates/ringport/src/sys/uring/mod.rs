@@ -164,6 +164,13 @@ impl Driver {
                 let (ptr, len) = spare(op.buf.as_mut()?);
                 opcode::Recv::new(fd?, ptr, len).build()
             }
+            OpKind::Accept if op.multishot => {
+                // No address buffer: each connection's addresses are read
+                // with getpeername/getsockname when it is reaped.
+                opcode::AcceptMulti::new(fd?)
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
+            }
             OpKind::Accept => {
                 op.addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 opcode::Accept::new(fd?, (&raw mut op.addr.storage).cast(), &raw mut op.addr.len)
