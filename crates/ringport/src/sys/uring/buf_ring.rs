@@ -1,6 +1,12 @@
 //! The provided-buffer ring behind pooled receives: the kernel picks a buffer
 //! only when data arrives; the poller copies the data out and gives the
 //! buffer straight back.
+//!
+//! Where the kernel has it (Linux 6.12, `IOU_PBUF_RING_INC`), buffers are
+//! consumed incrementally: a few large buffers are shared by many small
+//! receives, so a thousand connections with a message each need a few
+//! buffers, not a thousand (which would run the ring dry and make every
+//! multishot receive end with `ENOBUFS` and be reposted).
 
 use std::io;
 use std::ptr::NonNull;
@@ -19,7 +25,14 @@ pub(super) struct BufRing {
     size: usize,
     /// Our copy of the tail; published to the kernel by `publish`.
     tail: u16,
+    /// Incremental consumption: bytes of each buffer already handed out.
+    consumed: Option<Box<[u32]>>,
 }
+
+/// `IOU_PBUF_RING_INC`: the kernel consumes a buffer a receive at a time.
+const PBUF_RING_INC: u16 = 2;
+/// Buffer size in incremental mode.
+const INC_BUF_SIZE: usize = 64 * 1024;
 
 // SAFETY: the ring memory is owned by this struct and only touched through
 // `&mut self` (the driver keeps it behind a mutex); the kernel's concurrent
@@ -27,7 +40,27 @@ pub(super) struct BufRing {
 unsafe impl Send for BufRing {}
 
 impl BufRing {
+    /// A ring holding about `entries * size` bytes: incremental if the kernel
+    /// supports it, else `entries` buffers of `size` bytes.
     pub(super) fn new(ring: &IoUring, bgid: u16, entries: usize, size: usize) -> io::Result<Self> {
+        let total = entries.saturating_mul(size);
+        let inc_entries = (total / INC_BUF_SIZE).max(16);
+        match Self::with_layout(ring, bgid, inc_entries, INC_BUF_SIZE.max(size), true) {
+            Ok(r) => Ok(r),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Self::with_layout(ring, bgid, entries, size, false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn with_layout(
+        ring: &IoUring,
+        bgid: u16,
+        entries: usize,
+        size: usize,
+        incremental: bool,
+    ) -> io::Result<Self> {
         let entries = entries.clamp(1, 32768).next_power_of_two();
         let ring_bytes = entries * std::mem::size_of::<BufRingEntry>();
         // SAFETY: an anonymous private mapping; no existing memory is touched.
@@ -51,6 +84,7 @@ impl BufRing {
             entries: entries as u16,
             size,
             tail: 0,
+            consumed: incremental.then(|| vec![0; entries].into_boxed_slice()),
         };
         for bid in 0..entries as u16 {
             this.recycle(bid);
@@ -58,27 +92,53 @@ impl BufRing {
         this.publish();
         // SAFETY: the ring memory and the buffers it points at live as long as
         // `this`, which the driver drops only after the io_uring instance.
-        unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(ptr as u64, entries as u16, bgid, 0)
-        }
-        .map_err(|e| {
-            io::Error::new(
+        let registered = unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                ptr as u64,
+                entries as u16,
+                bgid,
+                if incremental { PBUF_RING_INC } else { 0 },
+            )
+        };
+        match registered {
+            Ok(()) => Ok(this),
+            // EINVAL: this kernel lacks incremental rings; the caller retries.
+            Err(e) if incremental && e.raw_os_error() == Some(libc::EINVAL) => Err(e),
+            Err(e) => Err(io::Error::new(
                 e.kind(),
                 format!("kernel lacks provided-buffer rings (Linux 5.19+): {e}"),
-            )
-        })?;
-        Ok(this)
+            )),
+        }
     }
 
-    /// The first `len` bytes of buffer `bid`.
-    pub(super) fn data(&self, bid: u16, len: usize) -> &[u8] {
-        let start = usize::from(bid) * self.size;
-        &self.mem[start..start + len.min(self.size)]
+    /// The `len` bytes a receive put in buffer `bid`. In incremental mode
+    /// they follow what earlier receives put there.
+    pub(super) fn data(&mut self, bid: u16, len: usize) -> &[u8] {
+        let i = usize::from(bid);
+        let offset = match self.consumed.as_mut() {
+            Some(consumed) => {
+                let off = consumed[i] as usize;
+                consumed[i] = (off + len).min(self.size) as u32;
+                off
+            }
+            None => 0,
+        };
+        let start = i * self.size + offset.min(self.size);
+        let end = (start + len).min((i + 1) * self.size);
+        &self.mem[start..end]
+    }
+
+    /// Whether buffer `bid` must go back to the ring after this completion:
+    /// always, unless the kernel keeps filling it (`IORING_CQE_F_BUF_MORE`).
+    pub(super) fn done_with(&self, more_in_buffer: bool) -> bool {
+        self.consumed.is_none() || !more_in_buffer
     }
 
     /// Puts buffer `bid` back in the ring (visible after `publish`).
     pub(super) fn recycle(&mut self, bid: u16) {
+        if let Some(consumed) = self.consumed.as_mut() {
+            consumed[usize::from(bid)] = 0;
+        }
         let idx = usize::from(self.tail & (self.entries - 1));
         let addr = self.mem.as_ptr() as u64 + u64::from(bid) * self.size as u64;
         // SAFETY: `idx < entries`, inside the mapping; slots past the

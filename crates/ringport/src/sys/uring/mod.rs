@@ -56,6 +56,8 @@ pub(crate) struct Driver {
     wake_pending: AtomicBool,
     /// Set in single-thread mode (`SINGLE_ISSUER | DEFER_TASKRUN`).
     owner: Option<Owner>,
+    /// Most bytes one pooled-receive completion carries.
+    recv_len: u32,
 }
 
 impl Driver {
@@ -75,6 +77,7 @@ impl Driver {
             bufs: Mutex::new(bufs),
             wake_pending: AtomicBool::new(false),
             owner,
+            recv_len: clamp_len(b.pool_buf_size),
         })
     }
 
@@ -157,7 +160,7 @@ impl Driver {
     }
 
     /// Builds the SQE for the current stage of `op`.
-    fn lower(op: &mut OpData) -> Option<squeue::Entry> {
+    fn lower(&self, op: &mut OpData) -> Option<squeue::Entry> {
         let fd = op.fd().map(Fd);
         let entry = match op.kind {
             OpKind::Accept if op.first_data_started => {
@@ -184,7 +187,8 @@ impl Driver {
                 let (ptr, len) = spare(op.buf.as_mut()?);
                 opcode::Recv::new(fd?, ptr, len).build()
             }
-            OpKind::RecvPooled => opcode::RecvMulti::new(fd?, BGID).build(),
+            // At most one pool buffer's worth per completion.
+            OpKind::RecvPooled => opcode::RecvMulti::new(fd?, BGID).len(self.recv_len).build(),
             OpKind::Send | OpKind::SendAll => {
                 let buf = op.buf.as_ref()?;
                 let rest = &buf[op.pos.min(buf.len())..];
@@ -239,9 +243,10 @@ impl Driver {
                     _ => {}
                 }
                 let pooled = cqueue::buffer_select(flags).map(|bid| {
-                    let data = bufs.data(bid, res.max(0) as usize);
-                    let v = sh.pool.filled(data);
-                    bufs.recycle(bid);
+                    let v = sh.pool.filled(bufs.data(bid, res.max(0) as usize));
+                    if bufs.done_with(cqueue::buffer_more(flags)) {
+                        bufs.recycle(bid);
+                    }
                     v
                 });
                 // SAFETY: `res` is the kernel's result for this op's current
@@ -299,7 +304,7 @@ impl super::Backend for Driver {
     fn deregister(&self, _handle: &HandleInner) {}
 
     fn start(&self, sh: &Shared, id: OpId, defer: bool) {
-        match sh.arena.with(id, Self::lower) {
+        match sh.arena.with(id, |op| self.lower(op)) {
             Some(Some(entry)) => self.push(entry.user_data(id.0), defer),
             Some(None) => sh.complete(id, -libc::EBADF, false, None),
             None => {}
