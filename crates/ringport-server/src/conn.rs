@@ -5,16 +5,22 @@
 //!
 //! A pooled receive stays posted and completes once per chunk, and any
 //! worker may dequeue any completion, so two chunks of one connection can be
-//! in two workers' hands at once. The server dequeues under one short lock
-//! and, still under it, appends each completion to its connection's inbox;
-//! a connection's inbox is drained by one worker at a time. So callbacks of
-//! one connection never overlap and see bytes in the order they arrived.
+//! in two workers' hands at once; so can two sends' completions. Workers
+//! dequeue without any shared lock and hand each completion to its
+//! connection, which puts it back in order before it enters the inbox:
+//! chunks of a pooled receive by their [`seq`](ringport::Completion::seq)
+//! (the final completion comes last, with the next number), sends by the
+//! number the connection gave them when they were posted (in the user
+//! value). A completion that arrives ahead of its turn waits in `early`
+//! until the ones before it came. A connection's inbox is drained by one
+//! worker at a time. So callbacks of one connection never overlap, see bytes
+//! in the order they arrived and sends in the order they were posted.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +28,8 @@ use parking_lot::Mutex;
 use ringport::{Handle, OpId};
 
 use crate::handler::DisconnectReason;
-use crate::server::{schedule_drain, Shared, KICK, RECV, SEND};
-use crate::stats::Counters;
+use crate::server::{schedule_drain, Shared, KICK, RECV, SEND, USER_SHIFT};
+use crate::stats::{Counters, Hot};
 
 /// Identifies a connection for as long as the server runs; also its
 /// completion key on the port. Ids of closed connections are not reused
@@ -66,6 +72,15 @@ pub(crate) enum Event {
     Disconnect(DisconnectReason),
 }
 
+/// The ordered streams of completions of one connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Stream {
+    /// The completions of one pooled receive, numbered by `seq`.
+    Recv(OpId),
+    /// Send completions, numbered in post order.
+    Send,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum RecvState {
     /// A pooled receive is posted.
@@ -95,6 +110,16 @@ struct State {
     queued: usize,
     inbox: VecDeque<Event>,
     draining: bool,
+    /// The pooled receive whose completions are put in order, and the
+    /// `seq` of the one to deliver next.
+    recv_op: Option<OpId>,
+    recv_next: u64,
+    /// Sends posted so far (each send's number is in its user value), and
+    /// the number of the send whose completion is delivered next.
+    sends_posted: u64,
+    sent_next: u64,
+    /// Completions dequeued ahead of their turn (only with several workers).
+    early: Vec<(Stream, u64, Event)>,
     /// A graceful close waits for the send queue to drain.
     closing: Option<DisconnectReason>,
     /// The handle is gone; the Disconnect event is queued or delivered.
@@ -106,9 +131,14 @@ pub(crate) struct Inner {
     local: SocketAddr,
     peer: SocketAddr,
     server: Arc<Shared>,
-    /// Milliseconds since the server started, at the last byte received or
-    /// send completed.
+    /// Milliseconds since the server started at which the connection was
+    /// last seen active: set at creation and by the idle sweep, which
+    /// finds `active` set when bytes were received or a send completed
+    /// since its previous round (so no clock is read per message).
     last_active: AtomicU64,
+    active: AtomicBool,
+    /// Mirrors `State::closed`, for a lock-free check per message.
+    closed: AtomicBool,
     queued: AtomicUsize,
     state: Mutex<State>,
 }
@@ -160,6 +190,8 @@ impl Connection {
                 peer,
                 server,
                 last_active: AtomicU64::new(now),
+                active: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
                 queued: AtomicUsize::new(0),
                 state: Mutex::new(State {
                     handle: None,
@@ -167,6 +199,11 @@ impl Connection {
                     queued: 0,
                     inbox: VecDeque::from([Event::Connect(first_data)]),
                     draining: true,
+                    recv_op: None,
+                    recv_next: 0,
+                    sends_posted: 0,
+                    sent_next: 0,
+                    early: Vec::new(),
                     closing: None,
                     closed: false,
                 }),
@@ -263,7 +300,9 @@ impl Connection {
                 "the connection's send queue is full",
             ));
         }
-        sh.port.send_all(h, data, SEND)?;
+        let user = SEND | (st.sends_posted << USER_SHIFT);
+        sh.port.send_all(h, data, user)?;
+        st.sends_posted += 1;
         st.queued += n;
         self.inner.queued.store(st.queued, Ordering::Relaxed);
         if st.queued > limit {
@@ -301,8 +340,17 @@ impl Connection {
         }
     }
 
+    /// How long the connection has been idle, as the idle sweep sees it at
+    /// `now_ms`: activity since the sweep's previous round counts as
+    /// happening now, so the idle time is never overestimated.
     pub(crate) fn idle_ms(&self, now_ms: u64) -> u64 {
-        now_ms.saturating_sub(self.inner.last_active.load(Ordering::Relaxed))
+        let inner = &self.inner;
+        if inner.active.load(Ordering::Relaxed) {
+            inner.active.store(false, Ordering::Relaxed);
+            inner.last_active.store(now_ms, Ordering::Relaxed);
+            return 0;
+        }
+        now_ms.saturating_sub(inner.last_active.load(Ordering::Relaxed))
     }
 
     /// Gives the connection its associated handle and starts reading, or
@@ -326,10 +374,12 @@ impl Connection {
         self.resume(&mut st);
     }
 
-    /// Appends an event; returns whether the caller must schedule a drain.
-    pub(crate) fn push(&self, ev: Event) -> bool {
+    /// Hands over the completion numbered `seq` of `stream`: it enters the
+    /// inbox in its turn (with any early ones it was holding up), or waits.
+    /// Returns whether the caller must schedule a drain.
+    pub(crate) fn deliver(&self, stream: Stream, seq: u64, ev: Event) -> bool {
         let mut st = self.inner.state.lock();
-        st.inbox.push_back(ev);
+        st.accept(stream, seq, ev);
         claim(&mut st)
     }
 
@@ -361,11 +411,11 @@ impl Connection {
         match ev {
             Event::Connect(first) => sh.handler.on_connect(self, first),
             Event::Data(buf) => {
-                if self.inner.state.lock().closed {
+                if self.inner.closed.load(Ordering::Acquire) {
                     sh.port.recycle(buf);
                     return;
                 }
-                Counters::add(&sh.counters.bytes_in, buf.len() as u64);
+                sh.counters.add_hot(Hot::BytesIn, buf.len() as u64);
                 self.touch();
                 sh.handler.on_data(self, buf);
             }
@@ -386,9 +436,12 @@ impl Connection {
         }
     }
 
+    /// Marks the connection active for the idle sweep (when there is one).
     fn touch(&self) {
-        let now = self.inner.server.now_ms();
-        self.inner.last_active.store(now, Ordering::Relaxed);
+        let inner = &self.inner;
+        if inner.server.config.idle_timeout.is_some() && !inner.active.load(Ordering::Relaxed) {
+            inner.active.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Accounts for a finished send; returns the bytes to report.
@@ -402,7 +455,7 @@ impl Connection {
         }
         match res {
             Ok(n) => {
-                Counters::add(&sh.counters.bytes_out, n as u64);
+                sh.counters.add_hot(Hot::BytesOut, n as u64);
                 self.touch();
                 if st.queued == 0 {
                     if let Some(reason) = st.closing.take() {
@@ -462,7 +515,13 @@ impl Connection {
             return;
         };
         match self.inner.server.port.recv_pooled(h, RECV) {
-            Ok(id) => st.recv = RecvState::Reading(id),
+            Ok(id) => {
+                // Its completions cannot be routed before this is set: the
+                // router takes the state lock held here.
+                st.recv = RecvState::Reading(id);
+                st.recv_op = Some(id);
+                st.recv_next = 0;
+            }
             Err(e) => {
                 st.recv = RecvState::Stopped;
                 self.finalize(st, DisconnectReason::Error(e), true);
@@ -501,6 +560,7 @@ impl Connection {
     fn finalize(&self, st: &mut State, reason: DisconnectReason, abortive: bool) {
         let sh = &self.inner.server;
         st.closed = true;
+        self.inner.closed.store(true, Ordering::Release);
         st.closing = None;
         self.stop_reading(st);
         if let Some(h) = st.handle.take() {
@@ -530,6 +590,51 @@ impl Connection {
         let h = self.inner.state.lock().handle.take();
         if let Some(h) = h {
             self.inner.server.port.cancel_handle(&h);
+        }
+    }
+}
+
+impl State {
+    /// The number the next completion of `stream` must carry, or `None`
+    /// for a receive that is not the one being ordered (delivered as is).
+    fn expected(&self, stream: Stream) -> Option<u64> {
+        match stream {
+            Stream::Recv(id) if self.recv_op == Some(id) => Some(self.recv_next),
+            Stream::Recv(_) => None,
+            Stream::Send => Some(self.sent_next),
+        }
+    }
+
+    fn advance(&mut self, stream: Stream) {
+        match stream {
+            Stream::Recv(_) => self.recv_next += 1,
+            Stream::Send => self.sent_next += 1,
+        }
+    }
+
+    /// Puts a completion's event in the inbox in its turn.
+    fn accept(&mut self, stream: Stream, seq: u64, ev: Event) {
+        match self.expected(stream) {
+            Some(next) if next != seq => {
+                self.early.push((stream, seq, ev));
+                return;
+            }
+            Some(_) => self.advance(stream),
+            None => {}
+        }
+        self.inbox.push_back(ev);
+        // Whatever arrived early and is now in turn follows it.
+        while !self.early.is_empty() {
+            let Some(i) = self
+                .early
+                .iter()
+                .position(|(s, n, _)| self.expected(*s) == Some(*n))
+            else {
+                break;
+            };
+            let (s, _, ev) = self.early.swap_remove(i);
+            self.advance(s);
+            self.inbox.push_back(ev);
         }
     }
 }

@@ -11,14 +11,17 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use ringport::{BackendKind, Completion, CompletionPort, GetError, Handle};
+
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 
-use crate::conn::{CloseMode, ConnId, Connection, Event};
+use crate::conn::{CloseMode, ConnId, Connection, Event, Stream};
 use crate::handler::{DisconnectReason, Handler};
 use crate::registry::Registry;
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counters, Hot, Stats};
 
-// User values of the server's operations (the seeds' OPERATION_TYPE).
+// User values of the server's operations (the seeds' OPERATION_TYPE), in
+// the low byte; a send's number (its place in its connection's post order)
+// is above it.
 pub(crate) const RECV: u64 = 1;
 pub(crate) const SEND: u64 = 2;
 /// A packet asking a worker to drain a connection's inbox.
@@ -28,6 +31,9 @@ const ACCEPT_RETRY: u64 = 5;
 const SWEEP: u64 = 6;
 /// The seeds' EXIT_CODE packet.
 const EXIT: u64 = 7;
+/// Where a user value's operation type ends and a send's number starts.
+pub(crate) const USER_SHIFT: u32 = 8;
+const KIND_MASK: u64 = (1 << USER_SHIFT) - 1;
 
 /// Completion key of the listener and of the server's timers and packets;
 /// connection keys are all >= 2^32 (see the registry).
@@ -40,7 +46,10 @@ const BACKOFF_START_MS: u64 = 10;
 const BACKOFF_MAX_MS: u64 = 500;
 /// The longest a worker waits in `get` before looking again (the seeds'
 /// WAIT_TIMEOUT). Nothing depends on it in a correct port; it bounds what a
-/// lost wake-up can cost (a quarter second, not a hung worker or stop).
+/// lost wake-up can cost (a quarter second, not a hung worker or stop):
+/// the epoll backend's waker can still lose one (`Waker::reset` clears its
+/// pending flag before draining the eventfd, so a wake landing in between
+/// is consumed while the flag stays set and later wakes are skipped).
 const WAIT: Duration = Duration::from_millis(250);
 /// How long stop waits for the workers to take their exit packets.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
@@ -279,10 +288,15 @@ impl ServerBuilder {
     /// (`AddrInUse`, `AddrNotAvailable`, `PermissionDenied`).
     pub fn start<H: Handler>(self, handler: H) -> io::Result<Server> {
         let cfg = self.cfg;
+        // One worker: it is the only thread that dequeues (nothing else in
+        // the server calls `get`), so the ring may run single-issuer with
+        // deferred task work; the worker shuts the port down before it
+        // exits. Other threads still post (sends, kicks, stop's packets).
         let mut pb = CompletionPort::builder()
             .concurrency(cfg.concurrency)
             .pool_buffer_size(cfg.recv_buffer)
-            .pool_buffers(cfg.pool_buffers);
+            .pool_buffers(cfg.pool_buffers)
+            .single_thread(cfg.workers == 1);
         if let Some(kind) = cfg.backend {
             pb = pb.backend(kind);
         }
@@ -302,10 +316,9 @@ impl ServerBuilder {
             port,
             handler: Box::new(handler),
             registry: Registry::new(),
-            counters: Counters::default(),
+            counters: Counters::new(cfg.workers),
             stopping: AtomicBool::new(false),
             epoch: Instant::now(),
-            dequeue: Mutex::new(Vec::with_capacity(BATCH)),
             listener: Mutex::new(Some(listener)),
             parked_accepts: AtomicUsize::new(0),
             retry_pending: AtomicBool::new(false),
@@ -329,7 +342,7 @@ impl ServerBuilder {
             let sh = shared.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("ringport-worker-{i}"))
-                .spawn(move || worker(sh));
+                .spawn(move || worker(sh, i));
             match spawned {
                 Ok(w) => workers.push(w),
                 Err(e) => {
@@ -340,6 +353,7 @@ impl ServerBuilder {
                         shared,
                         workers,
                         local_addr,
+                        stopped: false,
                     };
                     partial.stop_inner(Duration::ZERO);
                     return Err(e);
@@ -355,12 +369,16 @@ impl ServerBuilder {
             shared,
             workers,
             local_addr,
+            stopped: false,
         })
     }
 }
 
+/// The idle sweep's period. A connection active since the previous round
+/// counts as active at this round, so it is closed between the timeout and
+/// the timeout plus two periods after its last activity.
 fn sweep_interval(idle: Duration) -> Duration {
-    (idle / 4).max(Duration::from_millis(5))
+    (idle / 8).max(Duration::from_millis(5))
 }
 
 /// State shared by the workers, the connections and the [`Server`] handle.
@@ -372,9 +390,6 @@ pub(crate) struct Shared {
     pub config: Config,
     stopping: AtomicBool,
     epoch: Instant,
-    /// Held while dequeuing and routing completions into inboxes (see the
-    /// `conn` module docs); holds the batch buffer.
-    dequeue: Mutex<Vec<Completion>>,
     listener: Mutex<Option<Handle>>,
     parked_accepts: AtomicUsize,
     retry_pending: AtomicBool,
@@ -404,8 +419,8 @@ impl Shared {
         }
     }
 
-    /// Routes one completion: connection completions into their inbox,
-    /// the server's own into `control`.
+    /// Routes one completion: connection completions to their connection
+    /// (which puts them in order), the server's own into `control`.
     fn route(&self, mut c: Completion, control: &mut Vec<Completion>) {
         if c.key() < FIRST_CONN_KEY {
             control.push(c);
@@ -429,10 +444,17 @@ impl Shared {
             Some(e) => Err(e),
             None => Ok(c.result().unwrap_or(0)),
         };
-        let claimed = match c.user() {
-            RECV if c.more() => conn.push(Event::Data(c.take_buf().unwrap_or_default())),
-            RECV => conn.push(Event::RecvEnd(result)),
-            SEND => conn.push(Event::Sent(result, c.take_buf())),
+        let user = c.user();
+        let claimed = match user & KIND_MASK {
+            RECV if c.more() => {
+                let ev = Event::Data(c.take_buf().unwrap_or_default());
+                conn.deliver(Stream::Recv(c.id()), c.seq(), ev)
+            }
+            RECV => conn.deliver(Stream::Recv(c.id()), c.seq(), Event::RecvEnd(result)),
+            SEND => {
+                let ev = Event::Sent(result, c.take_buf());
+                conn.deliver(Stream::Send, user >> USER_SHIFT, ev)
+            }
             // The poster took the drain right for us.
             KICK => true,
             _ => false,
@@ -629,36 +651,37 @@ impl Shared {
     }
 }
 
-fn worker(sh: Arc<Shared>) {
-    worker_loop(&sh);
+fn worker(sh: Arc<Shared>, index: usize) {
+    worker_loop(&sh, index);
+    if sh.config.workers == 1 {
+        // The only thread that may reap a single-thread ring: reap what is
+        // still in flight before leaving (the port is done anyway).
+        sh.port.shutdown();
+    }
     sh.workers_running.fetch_sub(1, Ordering::SeqCst);
     let _g = sh.stop_lock.lock();
     sh.stop_cv.notify_all();
 }
 
-fn worker_loop(sh: &Arc<Shared>) {
+fn worker_loop(sh: &Arc<Shared>, index: usize) {
     IN_WORKER.with(|w| w.set(true));
+    sh.counters.enter_worker(index);
+    let mut batch = Vec::with_capacity(BATCH);
     let mut control = Vec::new();
     loop {
-        {
-            // Waiting for the dequeue lock is blocking: give the running
-            // slot back meanwhile so the thread inside `get` may run.
-            let mut batch = {
-                let _blocking = sh.port.blocking();
-                sh.dequeue.lock()
-            };
-            match sh.port.get_many(&mut batch, BATCH, Some(WAIT)) {
-                Ok(n) => Counters::add(&sh.counters.completions, n as u64),
-                Err(GetError::Closed) => return,
-                Err(GetError::TimedOut) => continue,
-                Err(GetError::Io(e)) => {
-                    tracing::error!("worker: the completion port failed: {e}");
-                    return;
-                }
+        // No lock around the dequeue: connections put their completions
+        // back in order themselves (see the `conn` module docs).
+        match sh.port.get_many(&mut batch, BATCH, Some(WAIT)) {
+            Ok(n) => sh.counters.add_hot(Hot::Completions, n as u64),
+            Err(GetError::Closed) => return,
+            Err(GetError::TimedOut) => continue,
+            Err(GetError::Io(e)) => {
+                tracing::error!("worker: the completion port failed: {e}");
+                return;
             }
-            for c in batch.drain(..) {
-                sh.route(c, &mut control);
-            }
+        }
+        for c in batch.drain(..) {
+            sh.route(c, &mut control);
         }
         let mut keep_going = true;
         for c in control.drain(..) {
@@ -700,6 +723,7 @@ pub struct Server {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     local_addr: SocketAddr,
+    stopped: bool,
 }
 
 impl Server {
@@ -750,6 +774,7 @@ impl Server {
     }
 
     fn stop_inner(&mut self, deadline: Duration) -> Stats {
+        self.stopped = true;
         let sh = &self.shared;
         let start = Instant::now();
         sh.stopping.store(true, Ordering::SeqCst);
@@ -795,7 +820,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if !self.shared.port.is_shut_down() {
+        if !self.stopped {
             let deadline = self.shared.config.stop_deadline;
             self.stop_inner(deadline);
         }

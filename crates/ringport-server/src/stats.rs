@@ -1,16 +1,53 @@
 //! Counters the server keeps while it runs, readable in-process at any time.
+//!
+//! The counters touched per message (bytes in and out, completions) live in
+//! one cache line per worker: a worker adds to its own with a plain load and
+//! store (it is their only writer), so workers share no counter cache line
+//! and pay no locked instruction per message. Any other thread adds to a
+//! shared slot with `fetch_add`. A snapshot sums the slots.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+thread_local! {
+    /// The counters this thread is a worker of (their address) and its slot.
+    static SLOT: Cell<(usize, usize)> = const { Cell::new((0, usize::MAX)) };
+}
+
+/// Which per-message counter to add to.
+#[derive(Clone, Copy)]
+pub(crate) enum Hot {
+    BytesIn,
+    BytesOut,
+    Completions,
+}
+
+/// One worker's per-message counters, alone in their cache line(s).
+#[derive(Default)]
+#[repr(align(128))]
+struct HotSlot {
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    completions: AtomicU64,
+}
+
+impl HotSlot {
+    fn get(&self, which: Hot) -> &AtomicU64 {
+        match which {
+            Hot::BytesIn => &self.bytes_in,
+            Hot::BytesOut => &self.bytes_out,
+            Hot::Completions => &self.completions,
+        }
+    }
+}
+
 /// The live counters (relaxed atomics; a snapshot is consistent per field,
 /// not across fields).
-#[derive(Default)]
 pub(crate) struct Counters {
+    /// One slot per worker, then the slot shared by every other thread.
+    hot: Box<[HotSlot]>,
     pub connections_total: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub completions: AtomicU64,
     pub peer_closed: AtomicU64,
     pub resets: AtomicU64,
     pub idle_timeouts: AtomicU64,
@@ -24,6 +61,54 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    pub(crate) fn new(workers: usize) -> Self {
+        let z = AtomicU64::default;
+        Counters {
+            hot: (0..=workers).map(|_| HotSlot::default()).collect(),
+            connections_total: z(),
+            peer_closed: z(),
+            resets: z(),
+            idle_timeouts: z(),
+            shutdown_closes: z(),
+            local_closes: z(),
+            local_errors: z(),
+            accept_exhausted: z(),
+            accept_errors: z(),
+            rejected: z(),
+            read_pauses: z(),
+        }
+    }
+
+    fn addr(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Makes the calling thread the only writer of worker slot `index`.
+    pub(crate) fn enter_worker(&self, index: usize) {
+        SLOT.with(|s| s.set((self.addr(), index)));
+    }
+
+    /// Adds to a per-message counter.
+    #[inline]
+    pub(crate) fn add_hot(&self, which: Hot, n: u64) {
+        let (addr, index) = SLOT.with(Cell::get);
+        let shared = self.hot.len() - 1;
+        if addr == self.addr() && index < shared {
+            // Only this thread writes this slot: no locked instruction.
+            let c = self.hot[index].get(which);
+            c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        } else {
+            self.hot[shared].get(which).fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    fn sum(&self, which: Hot) -> u64 {
+        self.hot
+            .iter()
+            .map(|s| s.get(which).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -33,9 +118,9 @@ impl Counters {
         Stats {
             connections,
             connections_total: get(&self.connections_total),
-            bytes_in: get(&self.bytes_in),
-            bytes_out: get(&self.bytes_out),
-            completions: get(&self.completions),
+            bytes_in: self.sum(Hot::BytesIn),
+            bytes_out: self.sum(Hot::BytesOut),
+            completions: self.sum(Hot::Completions),
             peer_closed: get(&self.peer_closed),
             resets: get(&self.resets),
             idle_timeouts: get(&self.idle_timeouts),
