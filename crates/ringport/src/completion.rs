@@ -153,7 +153,7 @@ pub struct Completion {
     /// Bytes transferred (or the packet value), or a positive errno.
     pub(crate) result: Result<usize, i32>,
     pub(crate) buf: Option<Vec<u8>>,
-    pub(crate) accepted: Option<Accepted>,
+    pub(crate) accepted: Option<Box<Accepted>>,
     pub(crate) more: bool,
     pub(crate) seq: u64,
 }
@@ -255,7 +255,7 @@ impl Completion {
 
     /// Takes the accepted connection out of an accept completion.
     pub fn take_accepted(&mut self) -> Option<Accepted> {
-        self.accepted.take()
+        self.accepted.take().map(|a| *a)
     }
 }
 

@@ -2,12 +2,10 @@
 //! what to do, on which handle, with which buffer, and the user value to hand
 //! back. It lives in the op table until the operation's final completion.
 
-use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::completion::OpKind;
+use crate::completion::{Accepted, OpKind};
 use crate::handle::HandleInner;
 use crate::sys::{OpScratch, SockAddrBuf};
 
@@ -38,10 +36,12 @@ pub(crate) struct OpData {
     pub duration: Duration,
     /// The lane the op holds, if any.
     pub lane: Option<Lane>,
-    /// Connect target, or the peer address an accept fills in.
-    pub addr: SockAddrBuf,
-    /// Accept with first data: the accepted socket while its first receive runs.
-    pub accepted: Option<(OwnedFd, SocketAddr, SocketAddr)>,
+    /// Connect target, or the peer address an accept fills in (boxed: most
+    /// ops have none, and the op record is moved on every post).
+    pub addr: Option<Box<SockAddrBuf>>,
+    /// An accepted socket with its peer and local addresses, until it is
+    /// handed out (with first data: while its first receive runs).
+    pub accepted: Option<Box<Accepted>>,
     /// A multishot accept: stays posted, one completion per connection.
     pub multishot: bool,
     /// Completions handed out so far (pooled receives number their chunks).
@@ -67,7 +67,7 @@ impl OpData {
             offset: 0,
             duration: Duration::ZERO,
             lane: None,
-            addr: SockAddrBuf::default(),
+            addr: None,
             accepted: None,
             multishot: false,
             seq: 0,
@@ -77,12 +77,17 @@ impl OpData {
         }
     }
 
+    /// The address buffer, created on first use.
+    pub(crate) fn addr(&mut self) -> &mut SockAddrBuf {
+        self.addr.get_or_insert_with(Box::default)
+    }
+
     /// The descriptor the op works on right now: the accepted socket during the
     /// first-data stage of an accept, otherwise the handle's.
     pub(crate) fn fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
         match &self.accepted {
-            Some((fd, _, _)) => Some(fd.as_raw_fd()),
+            Some(acc) => Some(acc.socket.as_raw_fd()),
             None => self.handle.as_ref().map(|h| h.fd.as_raw_fd()),
         }
     }

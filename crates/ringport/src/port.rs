@@ -279,7 +279,7 @@ impl CompletionPort {
     /// As [`accept`](Self::accept).
     pub fn connect(&self, socket: &Handle, addr: SocketAddr, user: u64) -> io::Result<OpId> {
         let mut op = OpData::new(OpKind::Connect, socket.key(), user);
-        op.addr = SockAddrBuf::from_addr(addr);
+        op.addr = Some(Box::new(SockAddrBuf::from_addr(addr)));
         self.post_on(socket, op)
     }
 

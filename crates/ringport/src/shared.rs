@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::buf::BufPool;
 use crate::builder::Builder;
-use crate::completion::{Accepted, Completion, GetError, OpId, OpKind};
+use crate::completion::{Completion, GetError, OpId, OpKind};
 use crate::handle::HandleInner;
 use crate::op::{Lane, OpData};
 use crate::sched::{self, Notify, Sched};
@@ -265,11 +265,24 @@ impl Shared {
     /// `sys::reap`, which has already committed received bytes) and for ops
     /// that end without reaching the kernel.
     pub(crate) fn complete(&self, id: OpId, res: i32, more: bool, pooled: Option<Vec<u8>>) {
+        self.complete_after(id, res, more, pooled, |_| {});
+    }
+
+    /// As `complete`, running `prepare` on the op first, under the same
+    /// slot lock (the backends commit received bytes there).
+    pub(crate) fn complete_after(
+        &self,
+        id: OpId,
+        res: i32,
+        more: bool,
+        pooled: Option<Vec<u8>>,
+        prepare: impl FnOnce(&mut OpData),
+    ) {
         let closed = self.sched.is_closed();
-        let Some(next) = self
-            .arena
-            .with(id, |op| decide(id, op, res, more, pooled, closed))
-        else {
+        let Some(next) = self.arena.with(id, |op| {
+            prepare(op);
+            decide(id, op, res, more, pooled, closed)
+        }) else {
             return;
         };
         match next {
@@ -470,11 +483,7 @@ fn decide(
                 id,
                 result: Ok(0),
                 buf: None,
-                accepted: op.accepted.take().map(|(socket, peer, local)| Accepted {
-                    socket,
-                    local,
-                    peer,
-                }),
+                accepted: op.accepted.take(),
                 more: true,
                 seq: op.seq,
             };
@@ -545,11 +554,7 @@ fn final_completion(id: OpId, mut op: OpData, res: i32) -> Completion {
         })
     };
     let accepted = match (op.accepted.take(), &result) {
-        (Some((socket, peer, local)), Ok(_)) => Some(Accepted {
-            socket,
-            local,
-            peer,
-        }),
+        (Some(acc), Ok(_)) => Some(acc),
         // A failed first-data receive closes the accepted socket here.
         _ => None,
     };

@@ -271,7 +271,7 @@ pub(crate) unsafe fn commit_received(buf: &mut Vec<u8>, n: usize) {
 /// it is an accept's first stage and `res >= 0`, `res` is a new descriptor
 /// that nothing else owns.
 pub(crate) unsafe fn reap(sh: &Shared, id: OpId, res: i32, more: bool, pooled: Option<Vec<u8>>) {
-    sh.arena.with(id, |op| {
+    sh.complete_after(id, res, more, pooled, |op| {
         if res < 0 {
             return;
         }
@@ -289,12 +289,16 @@ pub(crate) unsafe fn reap(sh: &Shared, id: OpId, res: i32, more: bool, pooled: O
             let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
             let peer = op
                 .addr
-                .to_addr()
+                .as_ref()
+                .and_then(|a| a.to_addr())
                 .or_else(|| socket_addr(&fd, true).ok())
                 .unwrap_or(unspecified);
             let local = socket_addr(&fd, false).unwrap_or(unspecified);
-            op.accepted = Some((fd, peer, local));
+            op.accepted = Some(Box::new(crate::completion::Accepted {
+                socket: fd,
+                local,
+                peer,
+            }));
         }
     });
-    sh.complete(id, res, more, pooled);
 }

@@ -128,9 +128,10 @@ fn send(fd: RawFd, op: &OpData) -> Outcome {
 /// close-on-exec and blocking, as with io_uring; associating it makes it
 /// non-blocking.
 fn accept(fd: RawFd, op: &mut OpData) -> Outcome {
-    op.addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    let addr = (&raw mut op.addr.storage).cast::<libc::sockaddr>();
-    let len = &raw mut op.addr.len;
+    let buf = op.addr();
+    buf.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let addr = (&raw mut buf.storage).cast::<libc::sockaddr>();
+    let len = &raw mut buf.len;
     // SAFETY: `addr`/`len` point at the op's own sockaddr_storage and its
     // size, live for the duration of the call.
     match retry(|| syscall!(unsafe { libc::accept4(fd, addr, len, libc::SOCK_CLOEXEC) })) {
@@ -146,8 +147,9 @@ fn accept(fd: RawFd, op: &mut OpData) -> Outcome {
 /// stale edge for success, and handles Unix sockets' `EAGAIN` the same way.
 fn connect(fd: RawFd, op: &mut OpData) -> Outcome {
     let started = op.scratch.epoll.connecting;
-    let addr = (&raw const op.addr.storage).cast::<libc::sockaddr>();
-    let len = op.addr.len;
+    let buf = op.addr();
+    let addr = (&raw const buf.storage).cast::<libc::sockaddr>();
+    let len = buf.len;
     // SAFETY: `addr`/`len` describe the op's own encoded address, read only
     // during the call.
     match syscall!(unsafe { libc::connect(fd, addr, len) }) {

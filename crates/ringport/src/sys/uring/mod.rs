@@ -175,13 +175,15 @@ impl Driver {
                     .build()
             }
             OpKind::Accept => {
-                op.addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                opcode::Accept::new(fd?, (&raw mut op.addr.storage).cast(), &raw mut op.addr.len)
+                let addr = op.addr();
+                addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                opcode::Accept::new(fd?, (&raw mut addr.storage).cast(), &raw mut addr.len)
                     .flags(libc::SOCK_CLOEXEC)
                     .build()
             }
             OpKind::Connect => {
-                opcode::Connect::new(fd?, (&raw const op.addr.storage).cast(), op.addr.len).build()
+                let addr = op.addr();
+                opcode::Connect::new(fd?, (&raw const addr.storage).cast(), addr.len).build()
             }
             OpKind::Recv => {
                 let (ptr, len) = spare(op.buf.as_mut()?);
