@@ -110,14 +110,16 @@ impl Waker {
         let _ = syscall!(unsafe { libc::write(self.fd(), (&raw const one).cast(), 8) });
     }
 
-    /// Called by the poller when the eventfd fired. The flag is cleared
-    /// before the counter is drained so that a wake racing with this either
-    /// finds the flag clear and writes again, or is consumed here while the
-    /// poller is on its way out of `poll` anyway.
+    /// Called by the poller when the eventfd fired. The counter is drained
+    /// *before* the flag is cleared: a wake that lands in between sees the
+    /// flag still set and writes nothing, which is fine because the poller is
+    /// on its way out of `poll`; a wake after the clear writes again. The other
+    /// order could drain a wake's write while leaving the flag set, and every
+    /// later wake would then return early with the poller asleep.
     pub(crate) fn reset(&self) {
-        self.pending.store(false, Ordering::Release);
         let mut n: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64; non-blocking.
         let _ = syscall!(unsafe { libc::read(self.fd(), (&raw mut n).cast(), 8) });
+        self.pending.store(false, Ordering::Release);
     }
 }
