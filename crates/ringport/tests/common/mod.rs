@@ -53,9 +53,17 @@ pub fn next(port: &CompletionPort) -> Completion {
 /// A connected loopback pair: the client as a std stream, the server side
 /// associated with `port` under `key`.
 pub fn pair(port: &CompletionPort, key: u64) -> (TcpStream, Handle) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
-    let (server, _) = listener.accept().expect("accept");
+    // One listener per test thread: a listener per pair would use up the
+    // ephemeral ports when tests open thousands of pairs.
+    thread_local! {
+        static LISTENER: TcpListener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    }
+    let (client, server) = LISTENER.with(|l| {
+        let client = TcpStream::connect(l.local_addr().unwrap()).expect("connect");
+        let (server, peer) = l.accept().expect("accept");
+        assert_eq!(peer, client.local_addr().unwrap());
+        (client, server)
+    });
     client.set_read_timeout(LIMIT).unwrap();
     client.set_write_timeout(LIMIT).unwrap();
     (client, port.associate(server, key).expect("associate"))
