@@ -476,23 +476,8 @@ fn decide(
             if res < 0 {
                 return Next::Final(if stopping { -libc::ECANCELED } else { res });
             }
-            let c = Completion {
-                key: op.key,
-                user: op.user,
-                kind: op.kind,
-                id,
-                result: Ok(0),
-                buf: None,
-                accepted: op.accepted.take(),
-                more: true,
-                seq: op.seq,
-            };
-            op.seq += 1;
-            match (more, stopping) {
-                (true, _) => Next::Emit(c),
-                (false, false) => Next::EmitRestart(c),
-                (false, true) => Next::EmitThenFinal(c),
-            }
+            let accepted = op.accepted.take();
+            emit_more(id, op, 0, None, accepted, more, stopping)
         }
         OpKind::Accept if res >= 0 && op.buf.is_some() && !op.first_data_started => {
             if stopping {
@@ -514,27 +499,41 @@ fn decide(
             if res <= 0 {
                 return Next::Final(res);
             }
-            // Data completions always say `more`: the op ends with a final
-            // completion (end of stream, error or cancellation) of its own.
-            let c = Completion {
-                key: op.key,
-                user: op.user,
-                kind: op.kind,
-                id,
-                result: Ok(res as usize),
-                buf: pooled,
-                accepted: None,
-                more: true,
-                seq: op.seq,
-            };
-            op.seq += 1;
-            match (more, stopping) {
-                (true, _) => Next::Emit(c),
-                (false, false) => Next::EmitRestart(c),
-                (false, true) => Next::EmitThenFinal(c),
-            }
+            emit_more(id, op, res as usize, pooled, None, more, stopping)
         }
         _ => Next::Final(res),
+    }
+}
+
+/// One result of an op that stays posted (pooled receive, multishot accept).
+/// Such completions always say `more`: the op ends with a final completion
+/// (end of stream, error or cancellation) of its own. `kernel_more` says
+/// whether the kernel keeps the op armed; if not, the port re-arms it.
+fn emit_more(
+    id: OpId,
+    op: &mut OpData,
+    n: usize,
+    buf: Option<Vec<u8>>,
+    accepted: Option<Box<crate::completion::Accepted>>,
+    kernel_more: bool,
+    stopping: bool,
+) -> Next {
+    let c = Completion {
+        key: op.key,
+        user: op.user,
+        kind: op.kind,
+        id,
+        result: Ok(n),
+        buf,
+        accepted,
+        more: true,
+        seq: op.seq,
+    };
+    op.seq += 1;
+    match (kernel_more, stopping) {
+        (true, _) => Next::Emit(c),
+        (false, false) => Next::EmitRestart(c),
+        (false, true) => Next::EmitThenFinal(c),
     }
 }
 
