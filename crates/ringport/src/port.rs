@@ -204,7 +204,7 @@ impl CompletionPort {
                 "the handle was closed",
             ));
         }
-        if !handle.inner.port.ptr_eq(&Arc::downgrade(&self.shared)) {
+        if !std::ptr::eq(handle.inner.port.as_ptr(), Arc::as_ptr(&self.shared)) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the handle is associated with another port",

@@ -324,7 +324,10 @@ impl Shared {
             return;
         }
         self.sched.queue.push(c);
-        self.notify();
+        // The poller wakes helpers once per batch, after reaping it.
+        if POLLING.with(|p| p.get()) != self.id {
+            self.notify();
+        }
     }
 
     /// Passes a handle's lane to the next waiting op, if any.
