@@ -72,6 +72,18 @@ pub(crate) enum Event {
     Disconnect(DisconnectReason),
 }
 
+/// What remains of an event once the connection's state was updated for
+/// it: the callback to run, without the connection's lock.
+pub(crate) enum Action {
+    Connect(Option<Vec<u8>>),
+    Data(Vec<u8>),
+    /// A buffer to give back to the pool (data after the connection closed,
+    /// or a sent buffer), and the bytes to report to `on_sent`.
+    Sent(Option<Vec<u8>>, Option<usize>),
+    Disconnect(DisconnectReason),
+    Nothing,
+}
+
 /// The ordered streams of completions of one connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Stream {
@@ -137,8 +149,6 @@ pub(crate) struct Inner {
     /// since its previous round (so no clock is read per message).
     last_active: AtomicU64,
     active: AtomicBool,
-    /// Mirrors `State::closed`, for a lock-free check per message.
-    closed: AtomicBool,
     queued: AtomicUsize,
     state: Mutex<State>,
 }
@@ -191,7 +201,6 @@ impl Connection {
                 server,
                 last_active: AtomicU64::new(now),
                 active: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
                 queued: AtomicUsize::new(0),
                 state: Mutex::new(State {
                     handle: None,
@@ -376,63 +385,97 @@ impl Connection {
 
     /// Hands over the completion numbered `seq` of `stream`: it enters the
     /// inbox in its turn (with any early ones it was holding up), or waits.
-    /// Returns whether the caller must schedule a drain.
-    pub(crate) fn deliver(&self, stream: Stream, seq: u64, ev: Event) -> bool {
+    /// When nobody is draining the connection, the caller takes the drain
+    /// right and gets the first event's callback to run (its state change
+    /// made here, under the same lock): it must then
+    /// [`drain`](Self::drain) the connection.
+    pub(crate) fn deliver(&self, stream: Stream, seq: u64, ev: Event) -> Option<Action> {
         let mut st = self.inner.state.lock();
         st.accept(stream, seq, ev);
-        claim(&mut st)
+        if st.draining {
+            return None;
+        }
+        let ev = st.inbox.pop_front()?;
+        st.draining = true;
+        Some(self.prepare(&mut st, ev))
     }
 
-    /// Runs queued events' callbacks; the caller holds the drain right.
-    pub(crate) fn drain(&self) {
+    /// Runs `first` (the action of the event the caller took the drain
+    /// right with, if any), then the queued events' callbacks; the caller
+    /// holds the drain right. Each event's state change is made when it is
+    /// taken from the inbox, under the lock that takes it; its callback
+    /// runs after, without the lock.
+    pub(crate) fn drain(&self, first: Option<Action>) {
         const FAIR_SHARE: usize = 64;
-        for _ in 0..FAIR_SHARE {
-            let ev = {
+        let mut ran = 0;
+        if let Some(action) = first {
+            self.run(action);
+            ran = 1;
+        }
+        while ran < FAIR_SHARE {
+            let action = {
                 let mut st = self.inner.state.lock();
                 match st.inbox.pop_front() {
-                    Some(ev) => ev,
+                    Some(ev) => self.prepare(&mut st, ev),
                     None => {
                         st.draining = false;
                         return;
                     }
                 }
             };
-            self.process(ev);
+            self.run(action);
+            ran += 1;
         }
         // Let other connections' completions run; a worker continues later.
         let sh = &self.inner.server;
         if sh.port.post(self.id().0, KICK, 0).is_err() {
-            self.drain();
+            self.drain(None);
         }
     }
 
-    fn process(&self, ev: Event) {
-        let sh = &self.inner.server;
+    /// The state change of an event taken from the inbox (under the lock);
+    /// returns the callback to run.
+    fn prepare(&self, st: &mut State, ev: Event) -> Action {
         match ev {
-            Event::Connect(first) => sh.handler.on_connect(self, first),
-            Event::Data(buf) => {
-                if self.inner.closed.load(Ordering::Acquire) {
-                    sh.port.recycle(buf);
-                    return;
-                }
+            Event::Connect(first) => Action::Connect(first),
+            Event::Data(buf) if st.closed => Action::Sent(Some(buf), None),
+            Event::Data(buf) => Action::Data(buf),
+            Event::Sent(res, buf) => {
+                let len = buf.as_ref().map_or(0, Vec::len);
+                let report = self.on_sent(st, res, len);
+                Action::Sent(buf, report)
+            }
+            Event::RecvEnd(res) => {
+                self.on_recv_end(st, res);
+                Action::Nothing
+            }
+            Event::Disconnect(reason) => Action::Disconnect(reason),
+        }
+    }
+
+    /// Runs an event's callback (without the lock).
+    fn run(&self, action: Action) {
+        let sh = &self.inner.server;
+        match action {
+            Action::Connect(first) => sh.handler.on_connect(self, first),
+            Action::Data(buf) => {
                 sh.counters.add_hot(Hot::BytesIn, buf.len() as u64);
                 self.touch();
                 sh.handler.on_data(self, buf);
             }
-            Event::Sent(res, buf) => {
-                let len = buf.as_ref().map_or(0, Vec::len);
+            Action::Sent(buf, report) => {
                 if let Some(buf) = buf {
                     sh.port.recycle(buf);
                 }
-                if let Some(n) = self.on_sent(res, len) {
+                if let Some(n) = report {
                     sh.handler.on_sent(self, n);
                 }
             }
-            Event::RecvEnd(res) => self.on_recv_end(res),
-            Event::Disconnect(reason) => {
+            Action::Disconnect(reason) => {
                 sh.handler.on_disconnect(self, &reason);
                 sh.removed(self.id());
             }
+            Action::Nothing => {}
         }
     }
 
@@ -445,9 +488,8 @@ impl Connection {
     }
 
     /// Accounts for a finished send; returns the bytes to report.
-    fn on_sent(&self, res: Result<usize, i32>, len: usize) -> Option<usize> {
+    fn on_sent(&self, st: &mut State, res: Result<usize, i32>, len: usize) -> Option<usize> {
         let sh = &self.inner.server;
-        let mut st = self.inner.state.lock();
         st.queued = st.queued.saturating_sub(len);
         self.inner.queued.store(st.queued, Ordering::Relaxed);
         if st.closed {
@@ -459,25 +501,24 @@ impl Connection {
                 self.touch();
                 if st.queued == 0 {
                     if let Some(reason) = st.closing.take() {
-                        self.finalize(&mut st, reason, false);
+                        self.finalize(st, reason, false);
                         return Some(n);
                     }
                 }
                 if st.queued <= sh.config.send_queue_limit / 2 {
-                    self.resume(&mut st);
+                    self.resume(st);
                 }
                 Some(n)
             }
             Err(code) if code == libc::ECANCELED => None,
             Err(code) => {
-                self.finalize(&mut st, DisconnectReason::from_os(code), true);
+                self.finalize(st, DisconnectReason::from_os(code), true);
                 None
             }
         }
     }
 
-    fn on_recv_end(&self, res: Result<usize, i32>) {
-        let mut st = self.inner.state.lock();
+    fn on_recv_end(&self, st: &mut State, res: Result<usize, i32>) {
         if st.closed {
             return;
         }
@@ -485,23 +526,23 @@ impl Connection {
             (RecvState::Pausing, Err(libc::ECANCELED)) => {
                 st.recv = RecvState::Paused;
                 if st.queued <= self.inner.server.config.send_queue_limit / 2 {
-                    self.resume(&mut st);
+                    self.resume(st);
                 }
             }
             (RecvState::Stopped, Err(libc::ECANCELED)) => {}
             (_, Err(libc::ECANCELED)) => {
                 // Cancelled by nobody here: the port is shutting down.
                 st.recv = RecvState::Stopped;
-                self.begin_close(&mut st, DisconnectReason::Shutdown, CloseMode::Graceful);
+                self.begin_close(st, DisconnectReason::Shutdown, CloseMode::Graceful);
             }
             (_, Ok(_)) => {
                 st.recv = RecvState::Stopped;
-                self.begin_close(&mut st, DisconnectReason::PeerClosed, CloseMode::Graceful);
+                self.begin_close(st, DisconnectReason::PeerClosed, CloseMode::Graceful);
             }
             (_, Err(code)) => {
                 st.recv = RecvState::Stopped;
                 let reason = DisconnectReason::from_os(code);
-                self.begin_close(&mut st, reason, CloseMode::Abortive);
+                self.begin_close(st, reason, CloseMode::Abortive);
             }
         }
     }
@@ -560,7 +601,6 @@ impl Connection {
     fn finalize(&self, st: &mut State, reason: DisconnectReason, abortive: bool) {
         let sh = &self.inner.server;
         st.closed = true;
-        self.inner.closed.store(true, Ordering::Release);
         st.closing = None;
         self.stop_reading(st);
         if let Some(h) = st.handle.take() {

@@ -14,7 +14,7 @@ use ringport::{BackendKind, Completion, CompletionPort, GetError, Handle};
 
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 
-use crate::conn::{CloseMode, ConnId, Connection, Event, Stream};
+use crate::conn::{Action, CloseMode, ConnId, Connection, Event, Stream};
 use crate::handler::{DisconnectReason, Handler};
 use crate::registry::Registry;
 use crate::stats::{Counters, Hot, Stats};
@@ -58,15 +58,19 @@ thread_local! {
     static IN_WORKER: Cell<bool> = const { Cell::new(false) };
     /// Connections this worker holds the drain right of, to run after the
     /// completion at hand (never nested inside another callback).
-    static PENDING: RefCell<Vec<Connection>> = const { RefCell::new(Vec::new()) };
+    static PENDING: RefCell<Vec<Ready>> = const { RefCell::new(Vec::new()) };
 }
+
+/// A connection whose drain right a worker holds, with the callback of the
+/// event it took the right with, if any.
+type Ready = (Connection, Option<Action>);
 
 /// Makes sure a connection whose drain right the caller took gets drained:
 /// on a worker after its current completion, otherwise by a worker woken
 /// with a packet.
 pub(crate) fn schedule_drain(conn: &Connection) {
     if IN_WORKER.with(Cell::get) {
-        PENDING.with(|p| p.borrow_mut().push(conn.clone()));
+        PENDING.with(|p| p.borrow_mut().push((conn.clone(), None)));
     } else if conn
         .server()
         .port
@@ -74,13 +78,13 @@ pub(crate) fn schedule_drain(conn: &Connection) {
         .is_err()
     {
         // The port is gone: nobody else will run the callbacks.
-        conn.drain();
+        conn.drain(None);
     }
 }
 
 fn run_pending() {
-    while let Some(conn) = PENDING.with(|p| p.borrow_mut().pop()) {
-        conn.drain();
+    while let Some((conn, first)) = PENDING.with(|p| p.borrow_mut().pop()) {
+        conn.drain(first);
     }
 }
 
@@ -420,8 +424,9 @@ impl Shared {
     }
 
     /// Routes one completion: connection completions to their connection
-    /// (which puts them in order), the server's own into `control`.
-    fn route(&self, mut c: Completion, control: &mut Vec<Completion>) {
+    /// (which puts them in order; `ready` gets the connections whose drain
+    /// right this worker took), the server's own into `control`.
+    fn route(&self, mut c: Completion, control: &mut Vec<Completion>, ready: &mut Vec<Ready>) {
         if c.key() < FIRST_CONN_KEY {
             control.push(c);
             return;
@@ -445,7 +450,7 @@ impl Shared {
             None => Ok(c.result().unwrap_or(0)),
         };
         let user = c.user();
-        let claimed = match user & KIND_MASK {
+        let first = match user & KIND_MASK {
             RECV if c.more() => {
                 let ev = Event::Data(c.take_buf().unwrap_or_default());
                 conn.deliver(Stream::Recv(c.id()), c.seq(), ev)
@@ -455,12 +460,15 @@ impl Shared {
                 let ev = Event::Sent(result, c.take_buf());
                 conn.deliver(Stream::Send, user >> USER_SHIFT, ev)
             }
-            // The poster took the drain right for us.
-            KICK => true,
-            _ => false,
+            KICK => {
+                // The poster took the drain right for us.
+                ready.push((conn, None));
+                return;
+            }
+            _ => None,
         };
-        if claimed {
-            PENDING.with(|p| p.borrow_mut().push(conn));
+        if first.is_some() {
+            ready.push((conn, first));
         }
     }
 
@@ -609,7 +617,7 @@ impl Shared {
         if self.is_stopping() {
             conn.close_with(DisconnectReason::Shutdown, CloseMode::Graceful);
         }
-        PENDING.with(|p| p.borrow_mut().push(conn));
+        PENDING.with(|p| p.borrow_mut().push((conn, None)));
     }
 
     fn sweep(&self) {
@@ -668,6 +676,7 @@ fn worker_loop(sh: &Arc<Shared>, index: usize) {
     sh.counters.enter_worker(index);
     let mut batch = Vec::with_capacity(BATCH);
     let mut control = Vec::new();
+    let mut ready = Vec::with_capacity(BATCH);
     loop {
         // No lock around the dequeue: connections put their completions
         // back in order themselves (see the `conn` module docs).
@@ -681,11 +690,15 @@ fn worker_loop(sh: &Arc<Shared>, index: usize) {
             }
         }
         for c in batch.drain(..) {
-            sh.route(c, &mut control);
+            sh.route(c, &mut control, &mut ready);
         }
         let mut keep_going = true;
         for c in control.drain(..) {
             keep_going &= sh.control(c);
+        }
+        for (conn, first) in ready.drain(..) {
+            conn.drain(first);
+            run_pending();
         }
         run_pending();
         if !keep_going {
