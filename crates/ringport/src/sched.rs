@@ -215,12 +215,16 @@ thread_local! {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
+    /// Waiting in `get`, or between calls without a slot.
+    Idle,
     Running,
     Blocking,
 }
 
-/// The ports this thread holds a running slot of (or gave it up for a
-/// blocking call). Released when the thread exits.
+/// The ports this thread has dequeued from, and whether it holds a running
+/// slot of each (or gave it up for a blocking call). An entry stays once
+/// made, so the hot path only flips its role; running slots are given back
+/// when the thread exits.
 struct RunningSet(Vec<(u64, Weak<Shared>, Role)>);
 
 impl Drop for RunningSet {
@@ -236,17 +240,28 @@ impl Drop for RunningSet {
 
 /// Records that this thread now runs a completion of `port`.
 pub(crate) fn mark_running(id: u64, port: &Weak<Shared>) {
-    RUNNING.with(|r| r.borrow_mut().0.push((id, port.clone(), Role::Running)));
+    RUNNING.with(|r| {
+        let mut r = r.borrow_mut();
+        match r.0.iter_mut().find(|e| e.0 == id) {
+            Some(e) => e.2 = Role::Running,
+            None => {
+                // Forget ports that are gone before remembering a new one.
+                r.0.retain(|e| e.1.strong_count() > 0);
+                r.0.push((id, port.clone(), Role::Running));
+            }
+        }
+    });
 }
 
-/// Removes this thread's entry for `port`; returns whether it held a slot.
+/// Marks this thread idle for `port`; returns whether it held a slot.
 pub(crate) fn unmark(id: u64) -> Option<bool> {
     RUNNING
         .try_with(|r| {
             let mut r = r.borrow_mut();
-            let i = r.0.iter().position(|e| e.0 == id)?;
-            let (_, _, role) = r.0.swap_remove(i);
-            Some(role == Role::Running)
+            let e = r.0.iter_mut().find(|e| e.0 == id)?;
+            let was_running = e.2 == Role::Running;
+            e.2 = Role::Idle;
+            Some(was_running)
         })
         .ok()
         .flatten()
