@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use ringport::{BackendKind, Completion, CompletionPort, GetError, Handle};
-
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::conn::{Action, CloseMode, ConnId, Connection, Event, Stream};
