@@ -121,6 +121,11 @@ struct State {
     recv: RecvState,
     queued: usize,
     inbox: VecDeque<Event>,
+    /// Bytes of the `Data` events in the inbox: received, not yet handed to
+    /// the handler. They count toward the flow-control limit, so reading
+    /// stops as soon as received data piles up, not only once the handler
+    /// has queued its answers (it bounds what a backend reads ahead).
+    inbox_bytes: usize,
     draining: bool,
     /// The pooled receive whose completions are put in order, and the
     /// `seq` of the one to deliver next.
@@ -207,6 +212,7 @@ impl Connection {
                     recv: RecvState::Stopped,
                     queued: 0,
                     inbox: VecDeque::from([Event::Connect(first_data)]),
+                    inbox_bytes: 0,
                     draining: true,
                     recv_op: None,
                     recv_next: 0,
@@ -314,7 +320,15 @@ impl Connection {
         st.sends_posted += 1;
         st.queued += n;
         self.inner.queued.store(st.queued, Ordering::Relaxed);
-        if st.queued > limit {
+        self.check_limit(&mut st);
+        Ok(())
+    }
+
+    /// Flow control: stops reading while the bytes queued for sending and
+    /// those received but not yet handled are over the limit.
+    fn check_limit(&self, st: &mut State) {
+        let sh = &self.inner.server;
+        if st.queued + st.inbox_bytes > sh.config.send_queue_limit {
             if let RecvState::Reading(id) = st.recv {
                 // Final completion (cancelled) comes as RecvEnd.
                 let _ = sh.port.cancel(id);
@@ -322,7 +336,6 @@ impl Connection {
                 Counters::add(&sh.counters.read_pauses, 1);
             }
         }
-        Ok(())
     }
 
     /// Closes the connection gracefully: stops reading, sends what is
@@ -392,6 +405,9 @@ impl Connection {
     pub(crate) fn deliver(&self, stream: Stream, seq: u64, ev: Event) -> Option<Action> {
         let mut st = self.inner.state.lock();
         st.accept(stream, seq, ev);
+        if st.inbox_bytes > 0 {
+            self.check_limit(&mut st);
+        }
         if st.draining {
             return None;
         }
@@ -438,8 +454,14 @@ impl Connection {
     fn prepare(&self, st: &mut State, ev: Event) -> Action {
         match ev {
             Event::Connect(first) => Action::Connect(first),
-            Event::Data(buf) if st.closed => Action::Sent(Some(buf), None),
-            Event::Data(buf) => Action::Data(buf),
+            Event::Data(buf) => {
+                st.inbox_bytes -= buf.len();
+                if st.closed {
+                    Action::Sent(Some(buf), None)
+                } else {
+                    Action::Data(buf)
+                }
+            }
             Event::Sent(res, buf) => {
                 let len = buf.as_ref().map_or(0, Vec::len);
                 let report = self.on_sent(st, res, len);
@@ -645,6 +667,13 @@ impl State {
         }
     }
 
+    fn push_inbox(&mut self, ev: Event) {
+        if let Event::Data(buf) = &ev {
+            self.inbox_bytes += buf.len();
+        }
+        self.inbox.push_back(ev);
+    }
+
     fn advance(&mut self, stream: Stream) {
         match stream {
             Stream::Recv(_) => self.recv_next += 1,
@@ -662,7 +691,7 @@ impl State {
             Some(_) => self.advance(stream),
             None => {}
         }
-        self.inbox.push_back(ev);
+        self.push_inbox(ev);
         // Whatever arrived early and is now in turn follows it.
         while !self.early.is_empty() {
             let Some(i) = self
@@ -674,7 +703,7 @@ impl State {
             };
             let (s, _, ev) = self.early.swap_remove(i);
             self.advance(s);
-            self.inbox.push_back(ev);
+            self.push_inbox(ev);
         }
     }
 }

@@ -16,9 +16,10 @@
 //! * **Memory follows traffic.** Receives take a buffer from a shared pool
 //!   only when data arrives (pooled multishot receives on io_uring, reads on
 //!   readiness on epoll): an idle connection pins no receive buffer.
-//! * **Flow control.** A connection whose send queue is over the limit is
-//!   not read until the queue drains, so a client that does not read cannot
-//!   grow the server's memory.
+//! * **Flow control.** A connection whose send queue (with the bytes it
+//!   sent that the handler has not seen yet) is over the limit is not read
+//!   until the queue drains, so a client that does not read, or that sends
+//!   faster than the handler takes it, cannot grow the server's memory.
 //! * **Liveness.** Connections idle for longer than the idle timeout are
 //!   closed and reported as such.
 //! * **Descriptor exhaustion.** An accept failing with `EMFILE`/`ENFILE` is

@@ -43,13 +43,10 @@ const FIRST_CONN_KEY: u64 = 1 << 32;
 const BATCH: usize = 16;
 const BACKOFF_START_MS: u64 = 10;
 const BACKOFF_MAX_MS: u64 = 500;
-/// The longest a worker waits in `get` before looking again (the seeds'
-/// WAIT_TIMEOUT). Nothing depends on it in a correct port; it bounds what a
-/// lost wake-up can cost (a quarter second, not a hung worker or stop):
-/// the epoll backend's waker can still lose one (`Waker::reset` clears its
-/// pending flag before draining the eventfd, so a wake landing in between
-/// is consumed while the flag stays set and later wakes are skipped).
-const WAIT: Duration = Duration::from_millis(250);
+/// How long a worker waits in `get`: for as long as it takes (an idle
+/// worker uses no CPU). Timers (idle sweep, accept retries) and packets
+/// (kicks, exit) wake it when there is something to do.
+const WAIT: Option<Duration> = None;
 /// How long stop waits for the workers to take their exit packets.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
 
@@ -229,15 +226,17 @@ impl ServerBuilder {
 
     /// Closes connections that neither received nor completed a send for
     /// this long, with [`DisconnectReason::IdleTimeout`]. Checked by a sweep
-    /// every quarter of the timeout. Default: none.
+    /// every eighth of the timeout, so a connection is closed between the
+    /// timeout and 1.25 × the timeout after its last activity. Default: none.
     pub fn idle_timeout(mut self, after: Duration) -> Self {
         self.cfg.idle_timeout = Some(after.max(Duration::from_millis(1)));
         self
     }
 
-    /// Bytes a connection may have queued for sending before the server
-    /// stops reading from it (flow control); reading resumes when the queue
-    /// is down to half. Default 1 MiB.
+    /// Bytes a connection may have queued for sending (counting bytes
+    /// received and not yet handed to [`Handler::on_data`]) before the
+    /// server stops reading from it (flow control); reading resumes when the
+    /// queue is down to half. Default 1 MiB.
     pub fn send_queue_limit(mut self, bytes: usize) -> Self {
         self.cfg.send_queue_limit = bytes.max(1);
         self
@@ -679,7 +678,7 @@ fn worker_loop(sh: &Arc<Shared>, index: usize) {
     loop {
         // No lock around the dequeue: connections put their completions
         // back in order themselves (see the `conn` module docs).
-        match sh.port.get_many(&mut batch, BATCH, Some(WAIT)) {
+        match sh.port.get_many(&mut batch, BATCH, WAIT) {
             Ok(n) => sh.counters.add_hot(Hot::Completions, n as u64),
             Err(GetError::Closed) => return,
             Err(GetError::TimedOut) => continue,
