@@ -29,8 +29,9 @@ use crate::sys::{Backend, SockAddrBuf};
 ///   calls `get` (or `get_many`) again, enters [`blocking`](Self::blocking), or
 ///   exits. More threads may wait; the seeds run twice as many workers as CPUs.
 /// * Waiting threads are released last in, first out: a queued completion
-///   (a posted packet, or the second and later completions of a batch) goes
-///   to the thread that started waiting most recently. One waiting thread, the
+///   (a posted packet, or the second and later completions of a batch) is
+///   handed, with a running slot, to the thread that started waiting most
+///   recently. One waiting thread, the
 ///   *poller*, sleeps in the kernel rather than on the port; it takes the
 ///   first completion of each batch it reaps itself, because it is already
 ///   awake and its cache is warm, which is what IOCP's LIFO rule is for.

@@ -20,6 +20,10 @@ use crate::shared::Shared;
 struct Sleeper {
     thread: Thread,
     woken: AtomicBool,
+    /// A completion handed to this thread by the waker, with a running slot
+    /// already taken for it: the released thread, not whoever is awake
+    /// first, runs it (strict last-in-first-out release).
+    handoff: Mutex<Option<Completion>>,
 }
 
 /// What [`Sched::notify`] found to do.
@@ -128,7 +132,11 @@ impl Sched {
         fence(Ordering::SeqCst);
         let work = self.has_work();
         let seat_free = !self.poller.load(Ordering::SeqCst);
-        if !(work || seat_free && self.nsleep.load(Ordering::SeqCst) > 0) {
+        // A free poller seat needs a taker only when nothing is queued: with
+        // a backlog, waiting threads wait for a running slot instead.
+        let seat_wanted =
+            seat_free && self.queue.is_empty() && self.nsleep.load(Ordering::SeqCst) > 0;
+        if !(work || seat_wanted) {
             return Notify::Nothing;
         }
         if self.nsleep.load(Ordering::SeqCst) > 0 {
@@ -141,6 +149,9 @@ impl Sched {
                 top
             };
             if let Some(s) = top {
+                if work {
+                    *s.handoff.lock() = self.try_take();
+                }
                 s.woken.store(true, Ordering::Release);
                 s.thread.unpark();
                 return Notify::Woke;
@@ -164,9 +175,16 @@ impl Sched {
     }
 
     /// Parks the calling thread until woken or `deadline`, unless there is
-    /// something to do already.
-    pub(crate) fn park(&self, deadline: Option<Instant>) {
+    /// something to do already. Returns the completion the waker handed to
+    /// this thread, if any (its running slot is already taken).
+    pub(crate) fn park(&self, deadline: Option<Instant>) -> Option<Completion> {
         let me = SLEEPER.with(|s| s.clone());
+        self.park_inner(&me, deadline);
+        let handed = me.handoff.lock().take();
+        handed
+    }
+
+    fn park_inner(&self, me: &Arc<Sleeper>, deadline: Option<Instant>) {
         me.woken.store(false, Ordering::Relaxed);
         {
             let mut s = self.sleepers.lock();
@@ -174,8 +192,11 @@ impl Sched {
             self.nsleep.fetch_add(1, Ordering::SeqCst);
         }
         fence(Ordering::SeqCst);
-        if self.is_closed() || self.has_work() || !self.poller.load(Ordering::SeqCst) {
-            self.unpark_self(&me);
+        if self.is_closed()
+            || self.has_work()
+            || (!self.poller.load(Ordering::SeqCst) && self.queue.is_empty())
+        {
+            self.unpark_self(me);
             return;
         }
         loop {
@@ -187,7 +208,7 @@ impl Sched {
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
-                        self.unpark_self(&me);
+                        self.unpark_self(me);
                         return;
                     }
                     thread::park_timeout(d - now);
@@ -196,11 +217,19 @@ impl Sched {
         }
     }
 
+    /// Leaves the sleeper stack. If a waker took this thread off it first,
+    /// waits for that waker to finish (it may be handing a completion over).
     fn unpark_self(&self, me: &Arc<Sleeper>) {
-        let mut s = self.sleepers.lock();
-        if let Some(i) = s.iter().rposition(|x| Arc::ptr_eq(x, me)) {
-            s.remove(i);
-            self.nsleep.fetch_sub(1, Ordering::SeqCst);
+        {
+            let mut s = self.sleepers.lock();
+            if let Some(i) = s.iter().rposition(|x| Arc::ptr_eq(x, me)) {
+                s.remove(i);
+                self.nsleep.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+        }
+        while !me.woken.load(Ordering::Acquire) {
+            std::hint::spin_loop();
         }
     }
 }
@@ -209,6 +238,7 @@ thread_local! {
     static SLEEPER: Arc<Sleeper> = Arc::new(Sleeper {
         thread: thread::current(),
         woken: AtomicBool::new(false),
+        handoff: Mutex::new(None),
     });
     static RUNNING: RefCell<RunningSet> = const { RefCell::new(RunningSet(Vec::new())) };
 }

@@ -78,11 +78,20 @@ impl Shared {
         }
     }
 
+    /// Gives this thread's running slot back. Nobody is woken: the caller
+    /// goes on to take the next completion itself if there is one.
     fn leave_running(&self) {
         if sched::unmark(self.id) == Some(true) {
             self.sched.sub_running();
-            self.notify();
         }
+    }
+
+    /// Hands `c` to the caller as a running thread, waking another waiter if
+    /// more work is queued or nobody is left polling.
+    fn hand_out(&self, c: Completion) -> Result<Completion, GetError> {
+        sched::mark_running(self.id, &self.me);
+        self.notify();
+        Ok(c)
     }
 
     pub(crate) fn get(&self, timeout: Option<Duration>) -> Result<Completion, GetError> {
@@ -94,24 +103,29 @@ impl Shared {
                 return Err(GetError::Closed);
             }
             if let Some(c) = self.sched.try_take() {
-                sched::mark_running(self.id, &self.me);
-                return Ok(c);
+                return self.hand_out(c);
             }
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if self.sched.try_poller() {
+            // Completions are queued but every running slot is taken: wait
+            // for a slot. Polling now would only read further ahead of the
+            // threads that are running (and grow memory with it).
+            let backlog = !self.sched.queue.is_empty();
+            if !backlog && self.sched.try_poller() {
                 POLLING.with(|p| p.set(self.id));
                 let polled = self.driver.poll(self, remaining);
                 POLLING.with(|p| p.set(0));
                 self.sched.release_poller();
-                self.notify();
-                polled.map_err(GetError::Io)?;
+                if let Err(e) = polled {
+                    self.notify();
+                    return Err(GetError::Io(e));
+                }
                 if self.sched.is_closed() {
                     continue;
                 }
                 if let Some(c) = self.sched.try_take() {
-                    sched::mark_running(self.id, &self.me);
-                    return Ok(c);
+                    return self.hand_out(c);
                 }
+                self.notify();
                 if remaining == Some(Duration::ZERO) {
                     return Err(GetError::TimedOut);
                 }
@@ -123,7 +137,13 @@ impl Shared {
             if remaining == Some(Duration::ZERO) {
                 return Err(GetError::TimedOut);
             }
-            self.sched.park(deadline);
+            if let Some(c) = self.sched.park(deadline) {
+                if self.sched.is_closed() {
+                    return Err(GetError::Closed);
+                }
+                sched::mark_running(self.id, &self.me);
+                return Ok(c);
+            }
         }
     }
 
