@@ -60,7 +60,7 @@ use sys::Waker;
 const EVENTS: usize = 256;
 /// Chunks a pooled receive reads in one go before letting other descriptors
 /// run; the rest is read from the poller's next turn.
-const CHUNKS_PER_TURN: usize = 32;
+const CHUNKS_PER_TURN: usize = 8;
 
 /// Per-op state of this backend.
 #[derive(Default)]

@@ -43,9 +43,12 @@ impl BufRing {
     /// A ring holding about `entries * size` bytes: incremental if the kernel
     /// supports it, else `entries` buffers of `size` bytes.
     pub(super) fn new(ring: &IoUring, bgid: u16, entries: usize, size: usize) -> io::Result<Self> {
+        // The same total as configured (it bounds how far the kernel reads
+        // ahead of the application), in at most 64 KiB pieces, 16 or more.
         let total = entries.saturating_mul(size);
-        let inc_entries = (total / INC_BUF_SIZE).max(16);
-        match Self::with_layout(ring, bgid, inc_entries, INC_BUF_SIZE.max(size), true) {
+        let inc_size = (total / 16).clamp(size, INC_BUF_SIZE.max(size));
+        let inc_entries = (total / inc_size).max(1);
+        match Self::with_layout(ring, bgid, inc_entries, inc_size, true) {
             Ok(r) => Ok(r),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 Self::with_layout(ring, bgid, entries, size, false)
