@@ -51,8 +51,7 @@ enum Next {
 
 impl Shared {
     pub(crate) fn new(driver: Driver, concurrency: usize, b: &Builder) -> Shared {
-        // Constructed inside Arc::new_cyclic by the caller's Arc::new: patch
-        // `me` below.
+        // `me` is filled in by `into_arc`.
         Shared {
             id: NEXT_PORT_ID.fetch_add(1, Ordering::Relaxed),
             me: Weak::new(),
@@ -322,18 +321,14 @@ impl Shared {
 
     /// Removes a finished op, hands out its completion and frees its lane.
     fn finish(&self, id: OpId, res: i32) {
-        {
-            {
-                let Some(op) = self.arena.remove(id) else {
-                    return;
-                };
-                let lane = op.lane.zip(op.handle.clone());
-                let c = final_completion(id, op, res);
-                self.deliver(c);
-                if let Some((lane, h)) = lane {
-                    self.release_lane(&h, lane);
-                }
-            }
+        let Some(mut op) = self.arena.remove(id) else {
+            return;
+        };
+        // The op's own reference to its handle serves the lane hand-over.
+        let lane = op.lane.zip(op.handle.take());
+        self.deliver(final_completion(id, op, res));
+        if let Some((lane, h)) = lane {
+            self.release_lane(&h, lane);
         }
     }
 
