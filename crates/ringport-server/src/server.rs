@@ -197,7 +197,10 @@ impl ServerBuilder {
     }
 
     /// Accepts kept posted on the listener, each replenished when it
-    /// completes (default 10, the seeds' MAX_POST_ACCEPT).
+    /// completes (default 10, the seeds' MAX_POST_ACCEPT). On io_uring,
+    /// unless [`first_data`](Self::first_data) is on, the server posts one
+    /// multishot accept instead, which stays posted by itself and accepts
+    /// every connection the backlog holds; this setting then does not apply.
     pub fn accepts(mut self, n: usize) -> Self {
         self.cfg.accepts = n.max(1);
         self
@@ -331,7 +334,12 @@ impl ServerBuilder {
             stop_cv: Condvar::new(),
             config: cfg,
         });
-        for _ in 0..shared.config.accepts {
+        let posted = if shared.multishot_accept() {
+            1
+        } else {
+            shared.config.accepts
+        };
+        for _ in 0..posted {
             shared.post_accept();
         }
         if let Some(idle) = shared.config.idle_timeout {
@@ -499,6 +507,12 @@ impl Shared {
         true
     }
 
+    /// One multishot accept instead of `accepts` single ones: where the
+    /// backend has it (io_uring) and no accept waits for first data.
+    fn multishot_accept(&self) -> bool {
+        self.port.backend() == BackendKind::IoUring && !self.config.first_data
+    }
+
     fn post_accept(&self) {
         if self.is_stopping() {
             return;
@@ -508,13 +522,18 @@ impl Shared {
             let Some(l) = listener.as_ref() else {
                 return;
             };
-            if self.config.first_data {
+            if self.multishot_accept() {
+                self.port.accept_multi(l, ACCEPT)
+            } else if self.config.first_data {
                 let buf = Vec::with_capacity(self.config.recv_buffer);
                 self.port.accept_with_data(l, buf, ACCEPT)
             } else {
                 self.port.accept(l, ACCEPT)
             }
         };
+        if posted.is_ok() {
+            Counters::add(&self.counters.accepts_posted, 1);
+        }
         if let Err(e) = posted {
             if !self.is_stopping() {
                 tracing::warn!("posting an accept failed: {e}; retrying later");
@@ -550,7 +569,10 @@ impl Shared {
             }
             let first = c.take_buf();
             let accepted = c.take_accepted();
-            self.post_accept();
+            // A multishot accept's results say `more`: it stays posted.
+            if !c.more() {
+                self.post_accept();
+            }
             for _ in 0..self.parked_accepts.swap(0, Ordering::SeqCst) {
                 self.post_accept();
             }

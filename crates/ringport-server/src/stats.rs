@@ -56,6 +56,7 @@ pub(crate) struct Counters {
     pub local_errors: AtomicU64,
     pub accept_exhausted: AtomicU64,
     pub accept_errors: AtomicU64,
+    pub accepts_posted: AtomicU64,
     pub rejected: AtomicU64,
     pub read_pauses: AtomicU64,
 }
@@ -74,6 +75,7 @@ impl Counters {
             local_errors: z(),
             accept_exhausted: z(),
             accept_errors: z(),
+            accepts_posted: z(),
             rejected: z(),
             read_pauses: z(),
         }
@@ -129,6 +131,7 @@ impl Counters {
             local_errors: get(&self.local_errors),
             accept_exhausted: get(&self.accept_exhausted),
             accept_errors: get(&self.accept_errors),
+            accepts_posted: get(&self.accepts_posted),
             rejected: get(&self.rejected),
             read_pauses: get(&self.read_pauses),
         }
@@ -175,6 +178,10 @@ pub struct Stats {
     pub accept_exhausted: u64,
     /// Accepts that failed for another reason.
     pub accept_errors: u64,
+    /// Accept operations posted on the listener: one per accepted
+    /// connection plus the initial ones for single accepts, one per
+    /// (re)start for a multishot accept (io_uring).
+    pub accepts_posted: u64,
     /// Connections refused because `max_connections` was reached.
     pub rejected: u64,
     /// Times a connection stopped being read because its send queue was
@@ -189,7 +196,7 @@ impl fmt::Display for Stats {
             "connections: {} open, {} total; bytes: {} in, {} out; completions: {}; \
              disconnects: {} closed by peer, {} reset, {} idle timeout, {} shutdown, \
              {} closed locally, {} error; accept: {} out of descriptors, {} failed, \
-             {} rejected; read pauses: {}",
+             {} posted, {} rejected; read pauses: {}",
             self.connections,
             self.connections_total,
             self.bytes_in,
@@ -203,6 +210,7 @@ impl fmt::Display for Stats {
             self.local_errors,
             self.accept_exhausted,
             self.accept_errors,
+            self.accepts_posted,
             self.rejected,
             self.read_pauses,
         )

@@ -254,7 +254,32 @@ fn no_descriptor_leaks(kind: BackendKind) {
     assert_eq!(fd_count(), before, "descriptors leaked");
 }
 
+/// io_uring: one multishot accept takes a whole burst of connections; with
+/// first data, or on epoll, each accept is replenished (the seeds'
+/// MAX_POST_ACCEPT accepts kept posted).
+fn accepts_are_multishot_where_the_backend_has_them(kind: BackendKind) {
+    const BURST: usize = 50;
+    for first_data in [false, true] {
+        let Some(b) = builder(kind) else { return };
+        let server = b.accepts(10).first_data(first_data).start(Echo).unwrap();
+        let mut clients: Vec<_> = (0..BURST).map(|_| client(server.local_addr())).collect();
+        for c in &mut clients {
+            assert_eq!(round_trip(c, b"x"), b"x");
+        }
+        let stats = server.stats();
+        assert_eq!(stats.connections_total, BURST as u64);
+        let multishot = kind == BackendKind::IoUring && !first_data;
+        let expected = if multishot { 1 } else { 10 + BURST as u64 };
+        assert_eq!(
+            stats.accepts_posted, expected,
+            "{kind}, first data {first_data}: accept operations posted"
+        );
+        server.stop();
+    }
+}
+
 both_backends!(
+    accepts_are_multishot_where_the_backend_has_them,
     callbacks_in_order_with_addresses,
     first_data_comes_with_connect,
     reset_is_reported_as_reset,

@@ -232,7 +232,9 @@ impl CompletionPort {
     /// it is cancelled or fails; then a final completion ends it (a failure
     /// such as `EMFILE` ends it too: post it again after a back-off). On
     /// io_uring this is a multishot accept; on epoll the port re-arms a
-    /// single accept after each connection.
+    /// single accept after each connection. io_uring checks new descriptors
+    /// against the `RLIMIT_NOFILE` in force when the accept was posted: a
+    /// limit lowered later applies from the next post on.
     ///
     /// ```
     /// use std::net::{TcpListener, TcpStream};
