@@ -106,6 +106,21 @@ impl Sched {
         }
     }
 
+    /// Takes a running slot if one is free.
+    pub(crate) fn try_add_running(&self) -> bool {
+        let mut r = self.running.load(Ordering::SeqCst);
+        while r < self.concurrency {
+            match self
+                .running
+                .compare_exchange_weak(r, r + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => r = now,
+            }
+        }
+        false
+    }
+
     pub(crate) fn add_running(&self) {
         self.running.fetch_add(1, Ordering::SeqCst);
     }

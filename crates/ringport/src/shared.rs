@@ -32,6 +32,9 @@ pub(crate) struct Shared {
     pub(crate) sched: Sched,
     pub(crate) arena: Arena,
     pub(crate) pool: BufPool,
+    /// Only one thread dequeues (`Builder::single_thread`): what its poll
+    /// reaps goes straight to its caller, not through the shared queue.
+    direct: bool,
 }
 
 /// What a kernel result means for its op.
@@ -59,6 +62,7 @@ impl Shared {
             sched: Sched::new(concurrency),
             arena: Arena::new(),
             pool: BufPool::new(b.pool_buf_size, b.pool_bufs * 4),
+            direct: b.single_thread,
         }
     }
 
@@ -87,13 +91,62 @@ impl Shared {
 
     /// Hands `c` to the caller as a running thread, waking another waiter if
     /// more work is queued or nobody is left polling.
-    fn hand_out(&self, c: Completion) -> Result<Completion, GetError> {
+    fn hand_out(&self, c: Completion, out: &mut Vec<Completion>) -> Result<usize, GetError> {
         sched::mark_running(self.id, &self.me);
         self.notify();
-        Ok(c)
+        out.push(c);
+        Ok(1)
+    }
+
+    /// After a poll of a single-thread port: hands what it reaped to the
+    /// caller (up to `max`, the rest to the shared queue) with one running
+    /// slot. `None` if nothing was reaped, no slot is free or the port was
+    /// closed meanwhile (then the completions are dropped, as `deliver`
+    /// does: the kernel is done with their memory).
+    fn take_reaped(&self, out: &mut Vec<Completion>, max: usize) -> Option<usize> {
+        if !self.direct {
+            return None;
+        }
+        REAPED
+            .with(|r| {
+                let mut r = r.borrow_mut();
+                if r.is_empty() {
+                    return None;
+                }
+                if self.sched.is_closed() {
+                    r.clear();
+                    return None;
+                }
+                let mut rest = if self.sched.try_add_running() {
+                    let n = r.len().min(max);
+                    out.extend(r.drain(..n));
+                    Some(n)
+                } else {
+                    None
+                };
+                for c in r.drain(..) {
+                    self.sched.queue.push(c);
+                }
+                rest.take()
+                    .inspect(|_| sched::mark_running(self.id, &self.me))
+            })
+            .inspect(|_| self.notify())
     }
 
     pub(crate) fn get(&self, timeout: Option<Duration>) -> Result<Completion, GetError> {
+        let mut one = Vec::new();
+        self.get_into(timeout, &mut one, 1)?;
+        one.pop().ok_or(GetError::TimedOut)
+    }
+
+    /// Waits for at least one completion and appends it (and, straight from
+    /// a poll of a single-thread port, up to `max` in all) to `out`.
+    fn get_into(
+        &self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+        max: usize,
+    ) -> Result<usize, GetError> {
         self.leave_running();
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
@@ -102,7 +155,7 @@ impl Shared {
                 return Err(GetError::Closed);
             }
             if let Some(c) = self.sched.try_take() {
-                return self.hand_out(c);
+                return self.hand_out(c, out);
             }
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             // Completions are queued but every running slot is taken: wait
@@ -114,6 +167,10 @@ impl Shared {
                 let polled = self.driver.poll(self, remaining);
                 POLLING.with(|p| p.set(0));
                 self.sched.release_poller();
+                // Empties this thread's reaped list on every path.
+                if let Some(n) = self.take_reaped(out, max) {
+                    return Ok(n);
+                }
                 if let Err(e) = polled {
                     self.notify();
                     return Err(GetError::Io(e));
@@ -122,7 +179,7 @@ impl Shared {
                     continue;
                 }
                 if let Some(c) = self.sched.try_take() {
-                    return self.hand_out(c);
+                    return self.hand_out(c, out);
                 }
                 self.notify();
                 if remaining == Some(Duration::ZERO) {
@@ -141,7 +198,8 @@ impl Shared {
                     return Err(GetError::Closed);
                 }
                 sched::mark_running(self.id, &self.me);
-                return Ok(c);
+                out.push(c);
+                return Ok(1);
             }
         }
     }
@@ -155,9 +213,7 @@ impl Shared {
         if max == 0 {
             return Ok(0);
         }
-        let first = self.get(timeout)?;
-        out.push(first);
-        let mut n = 1;
+        let mut n = self.get_into(timeout, out, max)?;
         // The slot taken by `get` covers the whole batch, as one
         // GetQueuedCompletionStatusEx call counts as one running thread.
         while n < max {
@@ -298,12 +354,19 @@ impl Shared {
         prepare: impl FnOnce(&mut OpData),
     ) {
         let closed = self.sched.is_closed();
-        let Some(next) = self.arena.with(id, |op| {
+        // A final result takes the op out of the table under the same lock.
+        let Some((next, removed)) = self.arena.with_then_remove(id, |op| {
             prepare(op);
-            decide(id, op, res, more, pooled, closed)
+            let next = decide(id, op, res, more, pooled, closed);
+            let last = matches!(next, Next::Final(_));
+            (next, last)
         }) else {
             return;
         };
+        if let (Next::Final(res), Some(op)) = (&next, removed) {
+            self.finish_removed(id, op, *res);
+            return;
+        }
         match next {
             Next::Restart => self.driver.start(self, id, true),
             Next::Emit(c) => self.deliver(c),
@@ -321,9 +384,13 @@ impl Shared {
 
     /// Removes a finished op, hands out its completion and frees its lane.
     fn finish(&self, id: OpId, res: i32) {
-        let Some(mut op) = self.arena.remove(id) else {
-            return;
-        };
+        if let Some(op) = self.arena.remove(id) {
+            self.finish_removed(id, op, res);
+        }
+    }
+
+    /// As `finish`, for an op already taken out of the table.
+    fn finish_removed(&self, id: OpId, mut op: OpData, res: i32) {
         // The op's own reference to its handle serves the lane hand-over.
         let lane = op.lane.zip(op.handle.take());
         self.deliver(final_completion(id, op, res));
@@ -338,10 +405,14 @@ impl Shared {
             // after the kernel has let go of them.
             return;
         }
-        self.sched.queue.push(c);
         // The poller wakes helpers once per batch, after reaping it.
         if POLLING.with(|p| p.get()) != self.id {
+            self.sched.queue.push(c);
             self.notify();
+        } else if self.direct {
+            REAPED.with(|r| r.borrow_mut().push(c));
+        } else {
+            self.sched.queue.push(c);
         }
     }
 
@@ -454,6 +525,10 @@ impl Drop for Shared {
 thread_local! {
     /// The id of the port this thread is polling, 0 if none.
     static POLLING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// What this thread's poll of a single-thread port reaped (see
+    /// `Shared::direct`); emptied before the poll's `get` returns.
+    static REAPED: std::cell::RefCell<Vec<Completion>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 pub(crate) fn closed_error() -> io::Error {

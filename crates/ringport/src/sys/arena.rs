@@ -136,24 +136,39 @@ impl Arena {
 
     /// Removes the operation `id` and frees its slot.
     pub(crate) fn remove(&self, id: OpId) -> Option<OpData> {
+        self.with_then_remove(id, |_| ((), true))
+            .and_then(|((), op)| op)
+    }
+
+    /// Runs `f` on the operation `id`, if it is still outstanding, and
+    /// removes it (freeing its slot) when `f` says so, under one lock.
+    pub(crate) fn with_then_remove<R>(
+        &self,
+        id: OpId,
+        f: impl FnOnce(&mut OpData) -> (R, bool),
+    ) -> Option<(R, Option<OpData>)> {
         let slot = self.live_slot(id)?;
-        let op = {
+        let (r, op) = {
             let mut data = slot.data.lock();
             let gen = slot.gen.load(Ordering::Acquire);
             if gen != (id.0 >> 32) as u32 {
                 return None;
             }
-            let op = data.take()?;
+            let (r, remove) = f(data.as_mut()?);
+            if !remove {
+                return Some((r, None));
+            }
+            let op = data.take();
             let next = match gen.wrapping_add(1) {
                 0 => 1,
                 g => g,
             };
             slot.gen.store(next, Ordering::Release);
-            op
+            (r, op)
         };
         self.live.fetch_sub(1, Ordering::Relaxed);
         self.push_free(id.0 as u32, slot);
-        Some(op)
+        Some((r, op))
     }
 
     /// Ids of every outstanding operation (for shutdown).
