@@ -129,7 +129,7 @@ fn a_reaped_batch_taken_piecemeal_loses_nothing(kind: BackendKind) {
         c.write_all(data).unwrap();
     }
     let mut got: Vec<Vec<u8>> = vec![Vec::new(); CLIENTS];
-    let mut next_seq = vec![0u64; CLIENTS];
+    let mut next_seq = [0u64; CLIENTS];
     let mut timers = std::collections::HashSet::new();
     let mut out = Vec::new();
     let mut round = 0;
