@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::Duration;
 
@@ -16,11 +16,12 @@ fn ringport() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ringport"))
 }
 
-/// A running server: the child, its address and its stdout lines.
+/// A running server: the child, its address, its stdout and stderr lines.
 struct Running {
     child: Child,
     addr: SocketAddr,
     lines: Receiver<String>,
+    log: Receiver<String>,
     first: String,
 }
 
@@ -31,7 +32,7 @@ impl Drop for Running {
     }
 }
 
-fn lines_of(out: ChildStdout) -> Receiver<String> {
+fn lines_of(out: impl Read + Send + 'static) -> Receiver<String> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
@@ -57,6 +58,7 @@ fn start(args: &[&str], backend: Option<&str>) -> Running {
     }
     let mut child = cmd.spawn().expect("spawn ringport");
     let lines = lines_of(child.stdout.take().unwrap());
+    let log = lines_of(child.stderr.take().unwrap());
     let first = lines.recv_timeout(LIMIT).expect("a first line");
     let rest = first
         .strip_prefix("listening on ")
@@ -67,6 +69,7 @@ fn start(args: &[&str], backend: Option<&str>) -> Running {
         child,
         addr,
         lines,
+        log,
         first,
     }
 }
@@ -81,13 +84,10 @@ fn client(addr: SocketAddr) -> TcpStream {
 fn stop(mut r: Running, sig: Signal) -> (bool, Vec<String>, String) {
     let pid = Pid::from_child(&r.child);
     kill_process(pid, sig).unwrap();
-    let mut err = String::new();
-    r.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    // The reader thread ends when the child closes stderr (it exits).
+    let err: String = std::iter::from_fn(|| r.log.recv_timeout(LIMIT).ok())
+        .map(|l| l + "\n")
+        .collect();
     let status = r.child.wait().unwrap();
     let rest: Vec<String> = std::iter::from_fn(|| r.lines.recv_timeout(LIMIT).ok()).collect();
     (status.success(), rest, err)
@@ -117,11 +117,23 @@ fn echo_serves_and_stops_on(backend: &str, sig: Signal) {
     c.write_all(&msg).unwrap();
     assert!(reader.join().unwrap() == msg, "echo differs");
     drop(c);
+    // The server reports the first client gone before the stop, so its
+    // reason is "closed by peer", not "server shutdown".
+    let mut seen = String::new();
+    while !seen.contains("closed by peer") {
+        let line = r
+            .log
+            .recv_timeout(LIMIT)
+            .expect("the first client's disconnect logged");
+        seen.push_str(&line);
+        seen.push('\n');
+    }
     let mut c2 = client(r.addr);
     c2.write_all(b"x").unwrap();
     let mut one = [0; 1];
     c2.read_exact(&mut one).unwrap();
     let (ok, rest, err) = stop(r, sig);
+    let err = seen + &err;
     assert!(ok, "clean exit; stderr: {err}");
     let stats = rest.iter().find(|l| l.starts_with("final stats:"));
     let stats = stats.unwrap_or_else(|| panic!("final stats printed: {rest:?}"));
