@@ -39,8 +39,11 @@ const KIND_MASK: u64 = (1 << USER_SHIFT) - 1;
 const SERVER_KEY: u64 = 0;
 const FIRST_CONN_KEY: u64 = 1 << 32;
 
-/// Completions one worker takes from the port at a time.
+/// Completions one worker takes from the port at a time, when it shares
+/// the port with other workers (a lone worker takes whatever its poll
+/// reaped: nobody else could run it).
 const BATCH: usize = 16;
+const BATCH_ALONE: usize = 256;
 const BACKOFF_START_MS: u64 = 10;
 const BACKOFF_MAX_MS: u64 = 500;
 /// How long a worker waits in `get`: for as long as it takes (an idle
@@ -694,13 +697,18 @@ fn worker(sh: Arc<Shared>, index: usize) {
 fn worker_loop(sh: &Arc<Shared>, index: usize) {
     IN_WORKER.with(|w| w.set(true));
     sh.counters.enter_worker(index);
-    let mut batch = Vec::with_capacity(BATCH);
+    let batch_max = if sh.config.workers == 1 {
+        BATCH_ALONE
+    } else {
+        BATCH
+    };
+    let mut batch = Vec::with_capacity(batch_max);
     let mut control = Vec::new();
-    let mut ready = Vec::with_capacity(BATCH);
+    let mut ready = Vec::with_capacity(batch_max);
     loop {
         // No lock around the dequeue: connections put their completions
         // back in order themselves (see the `conn` module docs).
-        match sh.port.get_many(&mut batch, BATCH, WAIT) {
+        match sh.port.get_many(&mut batch, batch_max, WAIT) {
             Ok(n) => sh.counters.add_hot(Hot::Completions, n as u64),
             Err(GetError::Closed) => return,
             Err(GetError::TimedOut) => continue,

@@ -212,7 +212,7 @@ impl CompletionPort {
             ));
         }
         op.handle = Some(handle.inner.clone());
-        self.shared.submit(op)
+        self.shared.submit(op, Some(&handle.inner))
     }
 
     /// Posts an accept on a listening socket (`AcceptEx`). The completion
@@ -390,7 +390,7 @@ impl CompletionPort {
     pub fn timeout(&self, after: Duration, key: u64, user: u64) -> io::Result<OpId> {
         let mut op = OpData::new(OpKind::Timeout, key, user);
         op.duration = after;
-        self.shared.submit(op)
+        self.shared.submit(op, None)
     }
 
     /// Closes a handle (`closesocket` with I/O pending): its outstanding

@@ -107,30 +107,31 @@ impl Shared {
         if !self.direct {
             return None;
         }
-        REAPED
-            .with(|r| {
-                let mut r = r.borrow_mut();
-                if r.is_empty() {
-                    return None;
-                }
-                if self.sched.is_closed() {
-                    r.clear();
-                    return None;
-                }
-                let mut rest = if self.sched.try_add_running() {
-                    let n = r.len().min(max);
-                    out.extend(r.drain(..n));
-                    Some(n)
-                } else {
-                    None
-                };
+        REAPED.with(|r| {
+            let mut r = r.borrow_mut();
+            if r.is_empty() {
+                return None;
+            }
+            if self.sched.is_closed() {
+                r.clear();
+                return None;
+            }
+            let taken = if self.sched.try_add_running() {
+                let n = r.len().min(max);
+                out.extend(r.drain(..n));
+                sched::mark_running(self.id, &self.me);
+                Some(n)
+            } else {
+                None
+            };
+            if !r.is_empty() {
                 for c in r.drain(..) {
                     self.sched.queue.push(c);
                 }
-                rest.take()
-                    .inspect(|_| sched::mark_running(self.id, &self.me))
-            })
-            .inspect(|_| self.notify())
+                self.notify();
+            }
+            taken
+        })
     }
 
     pub(crate) fn get(&self, timeout: Option<Duration>) -> Result<Completion, GetError> {
@@ -258,40 +259,47 @@ impl Shared {
 
     // ---- posting -------------------------------------------------------
 
-    /// Puts `op` in the table and starts it, or queues it behind its lane.
-    pub(crate) fn submit(&self, op: OpData) -> io::Result<OpId> {
+    /// Puts `op` (on `handle`, if any) in the table and starts it, or
+    /// queues it behind its lane.
+    pub(crate) fn submit(&self, op: OpData, handle: Option<&Arc<HandleInner>>) -> io::Result<OpId> {
         if self.sched.is_closed() {
             return Err(closed_error());
         }
-        let handle = op.handle.clone();
-        let lane = op.lane;
-        let id = self.arena.insert(op).ok_or_else(|| {
+        let full = || {
             io::Error::new(
                 io::ErrorKind::OutOfMemory,
                 "too many operations outstanding",
             )
-        })?;
-        if let (Some(h), Some(lane)) = (&handle, lane) {
+        };
+        let lane = handle.zip(op.lane);
+        if let Some((h, lane)) = lane {
             let mut lanes = h.lanes.lock();
             if h.closed.load(Ordering::Acquire) {
                 drop(lanes);
-                self.arena.with(id, |op| op.lane = None);
+                let mut op = op;
+                op.lane = None;
+                let id = self.arena.insert(op).ok_or_else(full)?;
                 self.complete(id, -libc::ECANCELED, false, None);
                 return Ok(id);
             }
             let q = &mut lanes[lane as usize];
             if q.busy {
                 // Started by `release_lane` when the ops ahead of it are done.
+                let id = self.arena.insert(op).ok_or_else(full)?;
                 q.waiting.push_back(id);
                 return Ok(id);
             }
             q.busy = true;
         }
-        self.driver.start(self, id, sched::is_running(self.id));
-        if let Some(h) = &handle {
-            if h.closed.load(Ordering::Acquire) {
-                self.cancel(id);
+        let Some(id) = self.driver.start_new(self, op, sched::is_running(self.id)) else {
+            if let Some((h, lane)) = lane {
+                // Pass the lane on to whatever queued behind it meanwhile.
+                self.release_lane(h, lane);
             }
+            return Err(full());
+        };
+        if handle.is_some_and(|h| h.closed.load(Ordering::Acquire)) {
+            self.cancel(id);
         }
         Ok(id)
     }

@@ -68,6 +68,17 @@ impl Arena {
     /// Stores `op` in a free slot and returns its id, or `None` when
     /// `CHUNK * MAX_CHUNKS` operations are already outstanding.
     pub(crate) fn insert(&self, op: OpData) -> Option<OpId> {
+        self.insert_then(op, |_, _| ()).map(|(id, ())| id)
+    }
+
+    /// As `insert`, then runs `f` on the stored op under the same slot lock
+    /// (a backend lowers a fresh op to a kernel request there: its addresses
+    /// are final once it sits in the slot).
+    pub(crate) fn insert_then<R>(
+        &self,
+        op: OpData,
+        f: impl FnOnce(OpId, &mut OpData) -> R,
+    ) -> Option<(OpId, R)> {
         let index = self.pop_free().or_else(|| {
             let i = self.fresh.fetch_add(1, Ordering::Relaxed);
             if (i as usize) < CHUNK * MAX_CHUNKS {
@@ -78,10 +89,11 @@ impl Arena {
             }
         })?;
         let slot = self.slot_or_create(index)?;
-        *slot.data.lock() = Some(op);
+        let mut data = slot.data.lock();
         self.live.fetch_add(1, Ordering::Relaxed);
-        let gen = slot.gen.load(Ordering::Acquire);
-        Some(OpId(u64::from(gen) << 32 | u64::from(index)))
+        let id = OpId(u64::from(slot.gen.load(Ordering::Acquire)) << 32 | u64::from(index));
+        let r = f(id, data.insert(op));
+        Some((id, r))
     }
 
     fn pop_free(&self) -> Option<u32> {

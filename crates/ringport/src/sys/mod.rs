@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use crate::completion::OpId;
 use crate::handle::HandleInner;
+use crate::op::OpData;
 use crate::shared::Shared;
 
 pub(crate) mod arena;
@@ -49,6 +50,14 @@ pub(crate) trait Backend: Send + Sync {
     fn deregister(&self, handle: &HandleInner);
     /// Begins operation `id`. `defer` allows batching the submission.
     fn start(&self, sh: &Shared, id: OpId, defer: bool);
+    /// Puts a new operation in the op table and begins it; `None` when the
+    /// table is full. The default is `insert` then `start`; a backend may
+    /// lower the op under the slot lock `insert` already holds.
+    fn start_new(&self, sh: &Shared, op: OpData, defer: bool) -> Option<OpId> {
+        let id = sh.arena.insert(op)?;
+        self.start(sh, id, defer);
+        Some(id)
+    }
     /// Asks the kernel to stop operation `id`.
     fn cancel(&self, sh: &Shared, id: OpId);
     /// Asks the kernel to stop every operation on `handle`.
@@ -114,6 +123,9 @@ impl Backend for Driver {
     }
     fn start(&self, sh: &Shared, id: OpId, defer: bool) {
         dispatch!(self, d => d.start(sh, id, defer))
+    }
+    fn start_new(&self, sh: &Shared, op: OpData, defer: bool) -> Option<OpId> {
+        dispatch!(self, d => d.start_new(sh, op, defer))
     }
     fn cancel(&self, sh: &Shared, id: OpId) {
         dispatch!(self, d => d.cancel(sh, id))

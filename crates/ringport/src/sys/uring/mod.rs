@@ -313,6 +313,15 @@ impl super::Backend for Driver {
         }
     }
 
+    fn start_new(&self, sh: &Shared, op: OpData, defer: bool) -> Option<OpId> {
+        let (id, entry) = sh.arena.insert_then(op, |_, op| self.lower(op))?;
+        match entry {
+            Some(entry) => self.push(entry.user_data(id.0), defer),
+            None => sh.complete(id, -libc::EBADF, false, None),
+        }
+        Some(id)
+    }
+
     fn cancel(&self, _sh: &Shared, id: OpId) {
         let e = opcode::AsyncCancel::new(id.0).build().user_data(IGNORE);
         self.push(e, false);
