@@ -1,11 +1,38 @@
 //! A pool of receive buffers, so that memory follows traffic: a pooled
 //! receive takes a buffer only when data has arrived.
+//!
+//! Buffers are taken by the thread that reaps completions and usually given
+//! back by the thread that ran them; with one worker that is the same
+//! thread, so each thread keeps a few free buffers of its own (for one pool
+//! at a time) in front of the shared queue: taking and giving back then
+//! touch no shared memory.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
+
+/// Free buffers a thread keeps for itself.
+const LOCAL_KEEP: usize = 64;
+
+static NEXT_POOL_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A thread's own free buffers, and the pool they belong to.
+struct LocalBufs {
+    pool: u64,
+    bufs: Vec<Vec<u8>>,
+}
+
+thread_local! {
+    static LOCAL: RefCell<LocalBufs> = const {
+        RefCell::new(LocalBufs { pool: 0, bufs: Vec::new() })
+    };
+}
 
 /// Buffers handed out by pooled receives and given back with
 /// [`CompletionPort::recycle`](crate::CompletionPort::recycle).
 pub(crate) struct BufPool {
+    id: u64,
     free: ArrayQueue<Vec<u8>>,
     size: usize,
 }
@@ -13,6 +40,7 @@ pub(crate) struct BufPool {
 impl BufPool {
     pub(crate) fn new(size: usize, keep: usize) -> Self {
         BufPool {
+            id: NEXT_POOL_ID.fetch_add(1, Ordering::Relaxed),
             free: ArrayQueue::new(keep.max(1)),
             size,
         }
@@ -20,8 +48,19 @@ impl BufPool {
 
     /// An empty buffer of capacity `buf_size()`.
     pub(crate) fn take(&self) -> Vec<u8> {
-        self.free
-            .pop()
+        let local = LOCAL
+            .try_with(|l| {
+                let mut l = l.borrow_mut();
+                if l.pool == self.id {
+                    l.bufs.pop()
+                } else {
+                    None
+                }
+            })
+            .ok()
+            .flatten();
+        local
+            .or_else(|| self.free.pop())
             .unwrap_or_else(|| Vec::with_capacity(self.size))
     }
 
@@ -34,9 +73,32 @@ impl BufPool {
 
     /// Gives a buffer back; buffers of another size are dropped.
     pub(crate) fn put(&self, mut buf: Vec<u8>) {
-        if buf.capacity() == self.size {
-            buf.clear();
-            let _ = self.free.push(buf);
+        if buf.capacity() != self.size {
+            return;
+        }
+        buf.clear();
+        let overflow = LOCAL.try_with(|l| {
+            let mut l = l.borrow_mut();
+            if l.pool != self.id {
+                // This thread now serves another pool: the old one's
+                // buffers are plain heap memory nobody else refers to.
+                l.bufs.clear();
+                l.pool = self.id;
+            }
+            if l.bufs.len() < LOCAL_KEEP {
+                l.bufs.push(buf);
+                None
+            } else {
+                Some(buf)
+            }
+        });
+        match overflow {
+            Ok(None) => {}
+            Ok(Some(buf)) => {
+                let _ = self.free.push(buf);
+            }
+            // The thread is exiting: its cache is gone; let the buffer go.
+            Err(_) => {}
         }
     }
 }

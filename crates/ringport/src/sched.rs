@@ -11,10 +11,10 @@ use std::sync::{Arc, Weak};
 use std::thread::{self, Thread};
 use std::time::Instant;
 
-use crossbeam_queue::SegQueue;
 use parking_lot::Mutex;
 
 use crate::completion::Completion;
+use crate::ready::ReadyQueue;
 use crate::shared::Shared;
 
 struct Sleeper {
@@ -39,7 +39,7 @@ pub(crate) enum Notify {
 }
 
 pub(crate) struct Sched {
-    pub(crate) queue: SegQueue<Completion>,
+    pub(crate) queue: ReadyQueue,
     concurrency: usize,
     running: AtomicUsize,
     sleepers: Mutex<Vec<Arc<Sleeper>>>,
@@ -51,7 +51,7 @@ pub(crate) struct Sched {
 impl Sched {
     pub(crate) fn new(concurrency: usize) -> Self {
         Sched {
-            queue: SegQueue::new(),
+            queue: ReadyQueue::default(),
             concurrency: concurrency.max(1),
             running: AtomicUsize::new(0),
             sleepers: Mutex::new(Vec::new()),

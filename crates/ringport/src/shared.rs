@@ -125,9 +125,7 @@ impl Shared {
                 None
             };
             if !r.is_empty() {
-                for c in r.drain(..) {
-                    self.sched.queue.push(c);
-                }
+                self.sched.queue.push_all(&mut r);
                 self.notify();
             }
             taken
@@ -214,19 +212,10 @@ impl Shared {
         if max == 0 {
             return Ok(0);
         }
-        let mut n = self.get_into(timeout, out, max)?;
+        let n = self.get_into(timeout, out, max)?;
         // The slot taken by `get` covers the whole batch, as one
         // GetQueuedCompletionStatusEx call counts as one running thread.
-        while n < max {
-            match self.sched.queue.pop() {
-                Some(c) => {
-                    out.push(c);
-                    n += 1;
-                }
-                None => break,
-            }
-        }
-        Ok(n)
+        Ok(n + self.sched.queue.pop_into(out, max - n))
     }
 
     pub(crate) fn post(&self, c: Completion) -> io::Result<()> {
@@ -479,7 +468,7 @@ impl Shared {
                 std::thread::park_timeout(Duration::from_millis(1));
             }
         }
-        while self.sched.queue.pop().is_some() {}
+        self.sched.queue.clear();
         self.sched.wake_all();
     }
 
