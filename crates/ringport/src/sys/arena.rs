@@ -4,12 +4,21 @@
 //! its final completion is reaped. Slots are allocated in chunks that are never
 //! moved or freed while the port lives, so the kernel may keep pointers into a
 //! slot (a `sockaddr`, a `timespec`, the heap block of a buffer) for as long as
-//! the operation is in flight. The free list is a lock-free stack with an ABA
-//! tag; each slot's data sits behind its own (uncontended) lock, so no global
-//! lock is crossed by a submission or a completion.
+//! the operation is in flight. Each slot's data sits behind its own
+//! (uncontended) lock, so no global lock is crossed by a submission or a
+//! completion.
+//!
+//! A slot's generation is odd while it holds an operation and even while it
+//! is free; it moves on at every insert and every removal, so an `OpId`
+//! (`generation << 32 | index`) names one occupant only, and counting the
+//! live operations needs no shared counter. Free slots are kept per thread
+//! first (the thread that reaps completions is usually the one that posts
+//! the next operations), then in a shared list: taking and freeing a slot
+//! touches no shared memory on the hot path.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
@@ -18,31 +27,67 @@ use crate::op::OpData;
 
 const CHUNK: usize = 1024;
 const MAX_CHUNKS: usize = 1024;
+/// Free slots a thread keeps for itself; half of them move to the shared
+/// list when it is full.
+const LOCAL_KEEP: usize = 64;
+
+static NEXT_ARENA_ID: AtomicU64 = AtomicU64::new(1);
 
 struct Slot {
-    /// Generation of the current (or next) occupant; never 0.
+    /// Odd while occupied (the occupant's generation), even while free.
     gen: AtomicU32,
-    /// Next free slot index + 1 while on the free list.
-    next: AtomicU32,
     data: Mutex<Option<OpData>>,
+}
+
+/// The free slots of one arena that no thread keeps for itself.
+struct FreeList {
+    arena: u64,
+    slots: Mutex<Vec<u32>>,
+}
+
+/// A thread's own free slots, and the list they go back to.
+struct LocalSlots {
+    owner: Option<Arc<FreeList>>,
+    slots: Vec<u32>,
+}
+
+impl LocalSlots {
+    /// Gives every slot back to its arena's shared list.
+    fn flush(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            owner.slots.lock().append(&mut self.slots);
+        }
+    }
+}
+
+impl Drop for LocalSlots {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+thread_local! {
+    static LOCAL: RefCell<LocalSlots> = const {
+        RefCell::new(LocalSlots { owner: None, slots: Vec::new() })
+    };
 }
 
 /// The op table. See the module docs.
 pub(crate) struct Arena {
     chunks: Box<[OnceLock<Box<[Slot]>>]>,
-    /// Free-list head: `tag << 32 | (index + 1)`, 0 in the low half = empty.
-    free: AtomicU64,
+    free: Arc<FreeList>,
     fresh: AtomicU32,
-    live: AtomicUsize,
 }
 
 impl Arena {
     pub(crate) fn new() -> Self {
         Arena {
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
-            free: AtomicU64::new(0),
+            free: Arc::new(FreeList {
+                arena: NEXT_ARENA_ID.fetch_add(1, Ordering::Relaxed),
+                slots: Mutex::new(Vec::new()),
+            }),
             fresh: AtomicU32::new(0),
-            live: AtomicUsize::new(0),
         }
     }
 
@@ -56,8 +101,7 @@ impl Arena {
         let chunk = self.chunks.get(index / CHUNK)?.get_or_init(|| {
             (0..CHUNK)
                 .map(|_| Slot {
-                    gen: AtomicU32::new(1),
-                    next: AtomicU32::new(0),
+                    gen: AtomicU32::new(0),
                     data: Mutex::new(None),
                 })
                 .collect()
@@ -79,7 +123,7 @@ impl Arena {
         op: OpData,
         f: impl FnOnce(OpId, &mut OpData) -> R,
     ) -> Option<(OpId, R)> {
-        let index = self.pop_free().or_else(|| {
+        let index = self.take_free().or_else(|| {
             let i = self.fresh.fetch_add(1, Ordering::Relaxed);
             if (i as usize) < CHUNK * MAX_CHUNKS {
                 Some(i)
@@ -90,43 +134,50 @@ impl Arena {
         })?;
         let slot = self.slot_or_create(index)?;
         let mut data = slot.data.lock();
-        self.live.fetch_add(1, Ordering::Relaxed);
-        let id = OpId(u64::from(slot.gen.load(Ordering::Acquire)) << 32 | u64::from(index));
+        // Free (even) to occupied (odd); only this thread holds the slot.
+        let gen = slot.gen.load(Ordering::Relaxed).wrapping_add(1);
+        slot.gen.store(gen, Ordering::Release);
+        let id = OpId(u64::from(gen) << 32 | u64::from(index));
         let r = f(id, data.insert(op));
         Some((id, r))
     }
 
-    fn pop_free(&self) -> Option<u32> {
-        let mut head = self.free.load(Ordering::Acquire);
-        loop {
-            let top = head as u32;
-            if top == 0 {
-                return None;
-            }
-            let next = self.slot(top - 1)?.next.load(Ordering::Relaxed);
-            let tagged = ((head >> 32).wrapping_add(1) << 32) | u64::from(next);
-            match self
-                .free
-                .compare_exchange_weak(head, tagged, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return Some(top - 1),
-                Err(h) => head = h,
-            }
-        }
+    /// A free slot: this thread's own, or one from the shared list.
+    fn take_free(&self) -> Option<u32> {
+        let mine = LOCAL
+            .try_with(|l| {
+                let mut l = l.borrow_mut();
+                let owned = l.owner.as_ref().is_some_and(|o| o.arena == self.free.arena);
+                if owned {
+                    l.slots.pop()
+                } else {
+                    None
+                }
+            })
+            .ok()
+            .flatten();
+        mine.or_else(|| self.free.slots.lock().pop())
     }
 
-    fn push_free(&self, index: u32, slot: &Slot) {
-        let mut head = self.free.load(Ordering::Acquire);
-        loop {
-            slot.next.store(head as u32, Ordering::Relaxed);
-            let tagged = ((head >> 32).wrapping_add(1) << 32) | u64::from(index + 1);
-            match self
-                .free
-                .compare_exchange_weak(head, tagged, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return,
-                Err(h) => head = h,
+    /// Frees slot `index` (its generation is even again).
+    fn give_free(&self, index: u32) {
+        let kept = LOCAL.try_with(|l| {
+            let mut l = l.borrow_mut();
+            let owned = l.owner.as_ref().is_some_and(|o| o.arena == self.free.arena);
+            if !owned {
+                // This thread now frees slots of this arena.
+                l.flush();
+                l.owner = Some(self.free.clone());
             }
+            if l.slots.len() == LOCAL_KEEP {
+                let half = l.slots.split_off(LOCAL_KEEP / 2);
+                self.free.slots.lock().extend(half);
+            }
+            l.slots.push(index);
+        });
+        if kept.is_err() {
+            // The thread is exiting.
+            self.free.slots.lock().push(index);
         }
     }
 
@@ -171,15 +222,11 @@ impl Arena {
                 return Some((r, None));
             }
             let op = data.take();
-            let next = match gen.wrapping_add(1) {
-                0 => 1,
-                g => g,
-            };
-            slot.gen.store(next, Ordering::Release);
+            // Occupied (odd) to free (even).
+            slot.gen.store(gen.wrapping_add(1), Ordering::Release);
             (r, op)
         };
-        self.live.fetch_sub(1, Ordering::Relaxed);
-        self.push_free(id.0 as u32, slot);
+        self.give_free(id.0 as u32);
         Some((r, op))
     }
 
@@ -188,18 +235,72 @@ impl Arena {
         let end = self.fresh.load(Ordering::Acquire);
         (0..end)
             .filter_map(|i| {
-                let slot = self.slot(i)?;
-                let data = slot.data.lock();
-                data.as_ref()?;
-                Some(OpId(
-                    u64::from(slot.gen.load(Ordering::Acquire)) << 32 | u64::from(i),
-                ))
+                let gen = self.slot(i)?.gen.load(Ordering::Acquire);
+                (gen % 2 == 1).then_some(OpId(u64::from(gen) << 32 | u64::from(i)))
             })
             .collect()
     }
 
-    /// Number of operations outstanding.
+    /// Number of operations outstanding (a scan of the slots in use so far).
     pub(crate) fn live(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        let end = self.fresh.load(Ordering::Acquire);
+        (0..end)
+            .filter(|&i| {
+                self.slot(i)
+                    .is_some_and(|s| s.gen.load(Ordering::Acquire) % 2 == 1)
+            })
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::completion::OpKind;
+
+    fn op(user: u64) -> OpData {
+        OpData::new(OpKind::Timeout, 0, user)
+    }
+
+    #[test]
+    fn stale_ids_never_reach_a_new_occupant() {
+        let arena = Arena::new();
+        let a = arena.insert(op(1)).unwrap();
+        assert_eq!(arena.live(), 1);
+        assert_eq!(arena.remove(a).map(|o| o.user), Some(1));
+        assert_eq!(arena.live(), 0);
+        // The freed slot is reused, under a new generation.
+        let b = arena.insert(op(2)).unwrap();
+        assert_eq!(a.0 as u32, b.0 as u32, "same slot");
+        assert_ne!(a, b);
+        assert!(arena.with(a, |_| ()).is_none());
+        assert!(arena.remove(a).is_none());
+        assert_eq!(arena.with(b, |o| o.user), Some(2));
+        assert_eq!(arena.ids(), vec![b]);
+    }
+
+    #[test]
+    fn slots_freed_on_one_thread_serve_another() {
+        let arena = Arc::new(Arena::new());
+        let ids: Vec<OpId> = (0..200).map(|i| arena.insert(op(i)).unwrap()).collect();
+        let a = arena.clone();
+        // Another thread completes them all, then exits (its cache flushes).
+        std::thread::spawn(move || {
+            for id in ids {
+                assert!(a.remove(id).is_some());
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(arena.live(), 0);
+        let again: Vec<OpId> = (0..200).map(|i| arena.insert(op(i)).unwrap()).collect();
+        assert!(
+            again.iter().all(|id| (id.0 as u32) < 200),
+            "no fresh slot was needed"
+        );
+        let mut slots: Vec<u32> = again.iter().map(|id| id.0 as u32).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        assert_eq!(slots.len(), 200, "each slot holds one op");
     }
 }

@@ -453,10 +453,10 @@ impl super::Backend for Driver {
         let ms = self
             .timers
             .begin_wait(if busy { Some(Duration::ZERO) } else { timeout });
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS];
-        let n = sys::epoll_wait(&self.core.ep, &mut events[..], ms);
+        let mut events = [const { std::mem::MaybeUninit::uninit() }; EVENTS];
+        let ready = sys::epoll_wait(&self.core.ep, &mut events, ms);
         self.timers.end_wait();
-        for ev in &events[..n?] {
+        for ev in ready? {
             let (token, bits) = (ev.u64, ev.events);
             if token == sys::WAKE_TOKEN {
                 self.waker.reset();

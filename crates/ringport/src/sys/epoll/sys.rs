@@ -1,6 +1,7 @@
 //! Thin wrappers over the few epoll and eventfd calls the backend makes.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -52,18 +53,24 @@ pub(crate) fn epoll_del(ep: &OwnedFd, fd: RawFd) {
 }
 
 /// Waits for events; `ms < 0` waits forever. `EINTR` counts as no events.
-pub(crate) fn epoll_wait(
+/// Returns the events the kernel wrote at the start of `events`.
+pub(crate) fn epoll_wait<'a>(
     ep: &OwnedFd,
-    events: &mut [libc::epoll_event],
+    events: &'a mut [MaybeUninit<libc::epoll_event>],
     ms: i32,
-) -> io::Result<usize> {
+) -> io::Result<&'a [libc::epoll_event]> {
     let max = i32::try_from(events.len()).unwrap_or(i32::MAX);
-    // SAFETY: `events` is a writable array of `max` epoll_events.
-    match syscall!(unsafe { libc::epoll_wait(ep.as_raw_fd(), events.as_mut_ptr(), max, ms) }) {
-        Ok(n) => Ok(n as usize),
-        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(0),
-        Err(e) => Err(e),
-    }
+    // SAFETY: `events` is a writable array of `max` epoll_events; the kernel
+    // only writes into it during this call.
+    let n = match syscall!(unsafe {
+        libc::epoll_wait(ep.as_raw_fd(), events.as_mut_ptr().cast(), max, ms)
+    }) {
+        Ok(n) => n as usize,
+        Err(e) if e.raw_os_error() == Some(libc::EINTR) => 0,
+        Err(e) => return Err(e),
+    };
+    // SAFETY: epoll_wait initialised the first `n <= max` entries.
+    Ok(unsafe { std::slice::from_raw_parts(events.as_ptr().cast(), n.min(events.len())) })
 }
 
 /// Sets `O_NONBLOCK` on a descriptor.
