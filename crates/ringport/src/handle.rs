@@ -35,7 +35,7 @@ pub(crate) struct HandleInner {
 impl Drop for HandleInner {
     fn drop(&mut self) {
         if let Some(sh) = self.port.upgrade() {
-            sh.driver.deregister(self);
+            sh.driver.deregister(&sh, self);
         }
         // `fd` closes here: no operation references it any more.
     }

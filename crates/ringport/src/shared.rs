@@ -75,6 +75,11 @@ impl Shared {
 
     // ---- dequeue -------------------------------------------------------
 
+    /// Whether the calling thread is polling this port right now.
+    pub(crate) fn polling_here(&self) -> bool {
+        POLLING.with(|p| p.get()) == self.id
+    }
+
     pub(crate) fn notify(&self) {
         if self.sched.notify(POLLING.with(|p| p.get()) == self.id) == Notify::WakeBackend {
             self.driver.wake();

@@ -47,7 +47,7 @@ pub(crate) trait Backend: Send + Sync {
     /// Prepares a freshly associated handle (epoll registers the descriptor).
     fn register(&self, sh: &Shared, handle: &std::sync::Arc<HandleInner>) -> io::Result<()>;
     /// Forgets a handle whose descriptor is about to be closed.
-    fn deregister(&self, handle: &HandleInner);
+    fn deregister(&self, sh: &Shared, handle: &HandleInner);
     /// Begins operation `id`. `defer` allows batching the submission.
     fn start(&self, sh: &Shared, id: OpId, defer: bool);
     /// Puts a new operation in the op table and begins it; `None` when the
@@ -118,8 +118,8 @@ impl Backend for Driver {
     fn register(&self, sh: &Shared, handle: &std::sync::Arc<HandleInner>) -> io::Result<()> {
         dispatch!(self, d => d.register(sh, handle))
     }
-    fn deregister(&self, handle: &HandleInner) {
-        dispatch!(self, d => d.deregister(handle))
+    fn deregister(&self, sh: &Shared, handle: &HandleInner) {
+        dispatch!(self, d => d.deregister(sh, handle))
     }
     fn start(&self, sh: &Shared, id: OpId, defer: bool) {
         dispatch!(self, d => d.start(sh, id, defer))
@@ -154,6 +154,7 @@ pub(crate) struct OpScratch {
 /// Backend-private per-handle state.
 #[derive(Default)]
 pub(crate) struct FdState {
+    pub(crate) uring: uring::FdState,
     pub(crate) epoll: epoll::FdState,
 }
 

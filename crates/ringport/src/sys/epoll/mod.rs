@@ -371,7 +371,7 @@ impl super::Backend for Driver {
         }
     }
 
-    fn deregister(&self, handle: &HandleInner) {
+    fn deregister(&self, _sh: &Shared, handle: &HandleInner) {
         if let Some(reg) = handle.sys.epoll.reg.get() {
             self.core.remove(reg);
         }

@@ -11,12 +11,12 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use parking_lot::Mutex;
 
@@ -28,10 +28,12 @@ use crate::shared::Shared;
 use crate::sys::Backend as _;
 
 mod buf_ring;
+mod files;
 mod owner;
 mod probe;
 
 use buf_ring::BufRing;
+use files::FileTable;
 use owner::Owner;
 
 /// `user_data` of the NOP that wakes the poller.
@@ -47,6 +49,37 @@ pub(crate) struct Scratch {
     ts: Timespec,
 }
 
+/// Per-handle state: whether the descriptor is in the ring's file table.
+#[derive(Default)]
+pub(crate) struct FdState {
+    fixed: AtomicBool,
+}
+
+/// How a request names its descriptor.
+#[derive(Clone, Copy)]
+enum Target {
+    Raw(RawFd),
+    /// An entry of the registered file table (see `files`).
+    Fixed(u32),
+}
+
+/// Builds `$e` with `$fd` bound to the descriptor in the form `$t` names
+/// (the opcode builders take either, as different types).
+macro_rules! on_target {
+    ($t:expr, $fd:ident => $e:expr) => {
+        match $t {
+            Target::Raw(raw) => {
+                let $fd = Fd(raw);
+                $e
+            }
+            Target::Fixed(index) => {
+                let $fd = Fixed(index);
+                $e
+            }
+        }
+    };
+}
+
 pub(crate) struct Driver {
     // Field order: the ring is closed before the buffer memory it points at
     // is freed.
@@ -56,6 +89,10 @@ pub(crate) struct Driver {
     wake_pending: AtomicBool,
     /// Set in single-thread mode (`SINGLE_ISSUER | DEFER_TASKRUN`).
     owner: Option<Owner>,
+    /// The registered file table, if the kernel gave us one.
+    files: Option<FileTable>,
+    /// A table entry was cleared while reaping: submit before returning.
+    submit_after_reap: AtomicBool,
     /// Most bytes one pooled-receive completion carries.
     recv_len: u32,
 }
@@ -71,12 +108,15 @@ impl Driver {
         } else {
             None
         };
+        let files = FileTable::new(&ring);
         Ok(Driver {
             ring,
             sq: Mutex::new(()),
             bufs: Mutex::new(bufs),
             wake_pending: AtomicBool::new(false),
             owner,
+            files,
+            submit_after_reap: AtomicBool::new(false),
             recv_len: clamp_len(b.pool_buf_size),
         })
     }
@@ -159,54 +199,75 @@ impl Driver {
         !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
     }
 
+    /// The descriptor `op` works on now, as a request should name it.
+    fn target(op: &OpData) -> Option<Target> {
+        if let Some(acc) = &op.accepted {
+            // The first-data stage of an accept: a socket not associated yet.
+            return Some(Target::Raw(acc.socket.as_raw_fd()));
+        }
+        let h = op.handle.as_ref()?;
+        let fd = h.fd.as_raw_fd();
+        Some(if h.sys.uring.fixed.load(Ordering::Relaxed) {
+            Target::Fixed(fd as u32)
+        } else {
+            Target::Raw(fd)
+        })
+    }
+
     /// Builds the SQE for the current stage of `op`.
     fn lower(&self, op: &mut OpData) -> Option<squeue::Entry> {
-        let fd = op.fd().map(Fd);
+        let target = Self::target(op);
         let entry = match op.kind {
             OpKind::Accept if op.first_data_started => {
                 let (ptr, len) = spare(op.buf.as_mut()?);
-                opcode::Recv::new(fd?, ptr, len).build()
+                on_target!(target?, fd => opcode::Recv::new(fd, ptr, len).build())
             }
             OpKind::Accept if op.multishot => {
                 // No address buffer: each connection's addresses are read
                 // with getpeername/getsockname when it is reaped.
-                opcode::AcceptMulti::new(fd?)
+                on_target!(target?, fd => opcode::AcceptMulti::new(fd)
                     .flags(libc::SOCK_CLOEXEC)
-                    .build()
+                    .build())
             }
             OpKind::Accept => {
                 let addr = op.addr();
                 addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                opcode::Accept::new(fd?, (&raw mut addr.storage).cast(), &raw mut addr.len)
+                let (ptr, len) = ((&raw mut addr.storage).cast(), &raw mut addr.len);
+                on_target!(target?, fd => opcode::Accept::new(fd, ptr, len)
                     .flags(libc::SOCK_CLOEXEC)
-                    .build()
+                    .build())
             }
             OpKind::Connect => {
                 let addr = op.addr();
-                opcode::Connect::new(fd?, (&raw const addr.storage).cast(), addr.len).build()
+                let (ptr, len) = ((&raw const addr.storage).cast(), addr.len);
+                on_target!(target?, fd => opcode::Connect::new(fd, ptr, len).build())
             }
             OpKind::Recv => {
                 let (ptr, len) = spare(op.buf.as_mut()?);
-                opcode::Recv::new(fd?, ptr, len).build()
+                on_target!(target?, fd => opcode::Recv::new(fd, ptr, len).build())
             }
             // At most one pool buffer's worth per completion.
-            OpKind::RecvPooled => opcode::RecvMulti::new(fd?, BGID).len(self.recv_len).build(),
+            OpKind::RecvPooled => on_target!(target?, fd => opcode::RecvMulti::new(fd, BGID)
+                .len(self.recv_len)
+                .build()),
             OpKind::Send | OpKind::SendAll => {
                 let buf = op.buf.as_ref()?;
                 let rest = &buf[op.pos.min(buf.len())..];
-                opcode::Send::new(fd?, rest.as_ptr(), clamp_len(rest.len()))
+                let (ptr, len) = (rest.as_ptr(), clamp_len(rest.len()));
+                on_target!(target?, fd => opcode::Send::new(fd, ptr, len)
                     .flags(libc::MSG_NOSIGNAL)
-                    .build()
+                    .build())
             }
             OpKind::ReadAt => {
                 let (ptr, len) = spare(op.buf.as_mut()?);
-                opcode::Read::new(fd?, ptr, len).offset(op.offset).build()
+                let offset = op.offset;
+                on_target!(target?, fd => opcode::Read::new(fd, ptr, len).offset(offset).build())
             }
             OpKind::WriteAt => {
                 let buf = op.buf.as_ref()?;
-                opcode::Write::new(fd?, buf.as_ptr(), clamp_len(buf.len()))
-                    .offset(op.offset)
-                    .build()
+                let (ptr, len) = (buf.as_ptr(), clamp_len(buf.len()));
+                let offset = op.offset;
+                on_target!(target?, fd => opcode::Write::new(fd, ptr, len).offset(offset).build())
             }
             OpKind::Timeout => {
                 op.scratch.uring.ts = Timespec::from(op.duration);
@@ -217,7 +278,17 @@ impl Driver {
         Some(entry)
     }
 
-    fn reap(&self, sh: &Shared) {
+    /// Reaps what is ready, then submits what reaping queued that must
+    /// not wait for the next poll.
+    fn reap(&self, sh: &Shared) -> io::Result<()> {
+        self.reap_ready(sh);
+        if self.submit_after_reap.swap(false, Ordering::Relaxed) {
+            ignore_transient(self.ring.submit())?;
+        }
+        Ok(())
+    }
+
+    fn reap_ready(&self, sh: &Shared) {
         let mut batch: [MaybeUninit<cqueue::Entry>; 128] = [const { MaybeUninit::uninit() }; 128];
         let mut bufs = self.bufs.lock();
         loop {
@@ -300,10 +371,30 @@ impl super::Backend for Driver {
             // SAFETY: as above.
             unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) };
         }
+        if let Some(entry) = self.files.as_ref().and_then(|t| t.set(fd)) {
+            // Ahead of the handle's first operation in the queue; submitted
+            // with it.
+            self.push(entry.user_data(IGNORE), true);
+            handle.sys.uring.fixed.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 
-    fn deregister(&self, _handle: &HandleInner) {}
+    fn deregister(&self, sh: &Shared, handle: &HandleInner) {
+        if handle.sys.uring.fixed.load(Ordering::Relaxed) {
+            // The table holds a reference to the socket: the connection is
+            // closed only once the entry is cleared, so submit now (the
+            // poller does at the end of its poll).
+            let polling = sh.polling_here();
+            self.push(
+                FileTable::clear(handle.fd.as_raw_fd()).user_data(IGNORE),
+                polling,
+            );
+            if polling {
+                self.submit_after_reap.store(true, Ordering::Relaxed);
+            }
+        }
+    }
 
     fn start(&self, sh: &Shared, id: OpId, defer: bool) {
         match sh.arena.with(id, |op| self.lower(op)) {
@@ -347,8 +438,7 @@ impl super::Backend for Driver {
         // SAFETY: the poller is the only CompletionQueue user (see `reap`).
         let ready = !unsafe { self.ring.completion_shared() }.is_empty();
         if ready && !self.must_enter() {
-            self.reap(sh);
-            return Ok(());
+            return self.reap(sh);
         }
         let submitter = self.ring.submitter();
         let r = match timeout {
@@ -362,8 +452,7 @@ impl super::Backend for Driver {
             }
         };
         ignore_transient(r)?;
-        self.reap(sh);
-        Ok(())
+        self.reap(sh)
     }
 
     fn wake(&self) {
