@@ -14,6 +14,7 @@ both_backends!(
     one_thread_echoes_while_others_post,
     a_second_dequeuing_thread_is_refused,
     shutdown_from_another_thread_drains_through_the_owner,
+    more_posts_before_the_first_get_than_the_ring_holds,
 );
 
 fn single(kind: BackendKind) -> Option<CompletionPort> {
@@ -158,4 +159,40 @@ fn a_reaped_batch_taken_piecemeal_loses_nothing(kind: BackendKind) {
     assert!(got == sent, "every byte once, in order");
     port.shutdown();
     assert_eq!(port.outstanding(), 0);
+}
+
+/// Before its owner first dequeues, a single-thread ring cannot be entered:
+/// posts beyond the submission queue's size wait in the port's backlog
+/// instead of blocking the poster (here: 8 entries, 40 sockets with a
+/// receive each, plus their registrations).
+fn more_posts_before_the_first_get_than_the_ring_holds(kind: BackendKind) {
+    if common::port(kind, 1).is_none() {
+        return;
+    }
+    let port = CompletionPort::builder()
+        .backend(kind)
+        .single_thread(true)
+        .entries(8)
+        .build()
+        .unwrap();
+    let mut clients = Vec::new();
+    let mut handles = Vec::new();
+    for i in 0..40u64 {
+        let (client, h) = pair(&port, i);
+        port.recv(&h, Vec::with_capacity(16), i).unwrap();
+        clients.push(client);
+        handles.push(h);
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(&[i as u8]).unwrap();
+    }
+    let mut seen = vec![false; 40];
+    for _ in 0..40 {
+        let c = port.get(LIMIT).unwrap();
+        assert_eq!(c.kind(), OpKind::Recv);
+        assert_eq!(c.data(), [c.key() as u8]);
+        seen[c.key() as usize] = true;
+    }
+    assert!(seen.iter().all(|s| *s));
+    port.shutdown();
 }

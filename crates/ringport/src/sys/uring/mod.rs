@@ -84,7 +84,10 @@ pub(crate) struct Driver {
     // Field order: the ring is closed before the buffer memory it points at
     // is freed.
     ring: IoUring,
-    sq: Mutex<()>,
+    /// Guards the submission queue, and holds in order the requests that
+    /// did not fit while only another thread could submit (a single-thread
+    /// ring before or between its owner's polls).
+    sq: Mutex<Vec<squeue::Entry>>,
     bufs: Mutex<BufRing>,
     wake_pending: AtomicBool,
     /// Set in single-thread mode (`SINGLE_ISSUER | DEFER_TASKRUN`).
@@ -111,7 +114,7 @@ impl Driver {
         let files = FileTable::new(&ring);
         Ok(Driver {
             ring,
-            sq: Mutex::new(()),
+            sq: Mutex::new(Vec::new()),
             bufs: Mutex::new(bufs),
             wake_pending: AtomicBool::new(false),
             owner,
@@ -161,42 +164,70 @@ impl Driver {
             .is_none_or(|o| o.is_current() || o.unclaimed())
     }
 
-    /// Copies `entry` into the submission queue; submits now unless `defer`.
+    /// Copies `entry` into the submission queue (or, when it is full and
+    /// only the owner may submit, the backlog); submits now unless `defer`.
     fn push(&self, entry: squeue::Entry, defer: bool) {
-        {
-            let _g = self.sq.lock();
+        let backlogged = {
+            let mut backlog = self.sq.lock();
             // SAFETY: `self.sq` is held, so this is the only SubmissionQueue
-            // view of the ring.
-            let mut sq = unsafe { self.ring.submission_shared() };
-            // SAFETY: every pointer in `entry` refers to op-table memory or a
-            // buffer's heap block that stays put until the op's CQE is
-            // reaped (see `lower`).
-            while unsafe { sq.push(&entry) }.is_err() {
-                drop(sq);
-                if !self.may_enter() {
-                    // Only the owner may submit: wait for it to make room.
-                    self.wake();
-                    std::thread::yield_now();
-                } else if let Err(e) = self.ring.submit() {
-                    tracing::warn!("io_uring submit while the queue was full: {e}");
-                    std::thread::yield_now();
+            // view of the ring; every pointer in `entry` refers to op-table
+            // memory, a buffer's heap block or a static that stays put until
+            // the op's CQE is reaped (see `lower`).
+            let pushed =
+                backlog.is_empty() && unsafe { self.ring.submission_shared().push(&entry) }.is_ok();
+            if !pushed {
+                backlog.push(entry);
+                if self.may_enter() {
+                    self.drain_backlog(&mut backlog);
                 }
-                // SAFETY: as above; the previous view was dropped.
-                sq = unsafe { self.ring.submission_shared() };
             }
-        }
-        if !defer {
+            !backlog.is_empty()
+        };
+        if !defer || backlogged {
             self.submit_now();
         }
+    }
+
+    /// Moves backlogged requests into the submission queue, submitting to
+    /// make room. The caller holds `self.sq` and may enter the ring. What
+    /// cannot be submitted (the kernel refuses for now) stays backlogged.
+    fn drain_backlog(&self, backlog: &mut Vec<squeue::Entry>) {
+        let mut moved = 0;
+        while moved < backlog.len() {
+            {
+                // SAFETY: as in `push`: the lock is held, the entries'
+                // pointers stay valid until their CQEs are reaped.
+                let mut sq = unsafe { self.ring.submission_shared() };
+                // SAFETY: as above.
+                while moved < backlog.len() && unsafe { sq.push(&backlog[moved]) }.is_ok() {
+                    moved += 1;
+                }
+            }
+            if moved < backlog.len() {
+                if let Err(e) = self.ring.submit() {
+                    tracing::warn!("io_uring submit while the queue was full: {e}");
+                    break;
+                }
+            }
+        }
+        backlog.drain(..moved);
     }
 
     /// Whether a syscall is needed even though completions are ready: SQEs
     /// wait to be submitted, task work waits to run, or the CQ overflowed.
     fn must_enter(&self) -> bool {
-        let _g = self.sq.lock();
+        let backlog = self.sq.lock();
         // SAFETY: `self.sq` is held: this is the only SubmissionQueue view.
         let sq = unsafe { self.ring.submission_shared() };
-        !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+        !backlog.is_empty() || !sq.is_empty() || sq.taskrun() || sq.cq_overflow()
+    }
+
+    /// Moves the backlog into the submission queue (the caller may enter).
+    fn take_backlog(&self) {
+        let mut backlog = self.sq.lock();
+        if !backlog.is_empty() {
+            self.drain_backlog(&mut backlog);
+        }
     }
 
     /// The descriptor `op` works on now, as a request should name it.
@@ -426,6 +457,7 @@ impl super::Backend for Driver {
 
     fn flush(&self) -> io::Result<()> {
         if self.may_enter() {
+            self.take_backlog();
             ignore_transient(self.ring.submit())
         } else {
             self.wake();
@@ -435,6 +467,7 @@ impl super::Backend for Driver {
 
     fn poll(&self, sh: &Shared, timeout: Option<Duration>) -> io::Result<()> {
         self.claim()?;
+        self.take_backlog();
         // SAFETY: the poller is the only CompletionQueue user (see `reap`).
         let ready = !unsafe { self.ring.completion_shared() }.is_empty();
         if ready && !self.must_enter() {
