@@ -23,7 +23,7 @@ fn stop_under_load_meets_deadline(kind: BackendKind) {
         .start(Echo)
         .unwrap();
     let addr = server.local_addr();
-    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| client(addr)).collect();
+    let clients: Vec<TcpStream> = (0..CLIENTS).map(|_| non_reading_client(addr)).collect();
     wait_for("all connections accepted", || {
         server.stats().connections == CLIENTS
     });

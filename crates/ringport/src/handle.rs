@@ -7,10 +7,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use parking_lot::Mutex;
-
 use crate::completion::OpId;
 use crate::shared::Shared;
+use crate::short_lock::ShortLock;
 use crate::sys::{Backend, FdState};
 
 /// The operations waiting for a lane to free up, and whether one runs.
@@ -23,7 +22,7 @@ pub(crate) struct LaneQueue {
 pub(crate) struct HandleInner {
     pub fd: OwnedFd,
     pub key: u64,
-    pub lanes: Mutex<[LaneQueue; 2]>,
+    pub lanes: ShortLock<[LaneQueue; 2]>,
     /// Set by close: no new operation may start.
     pub closed: AtomicBool,
     /// Number of live `Handle` clones; at 0 the handle's ops are cancelled.
@@ -69,7 +68,7 @@ impl Handle {
             inner: Arc::new(HandleInner {
                 fd,
                 key,
-                lanes: Mutex::new([LaneQueue::default(), LaneQueue::default()]),
+                lanes: ShortLock::new([LaneQueue::default(), LaneQueue::default()]),
                 closed: AtomicBool::new(false),
                 users: AtomicUsize::new(1),
                 sys: FdState::default(),

@@ -76,6 +76,7 @@ mod port;
 mod ready;
 mod sched;
 mod shared;
+mod short_lock;
 mod sys;
 
 pub use builder::{BackendKind, Builder};

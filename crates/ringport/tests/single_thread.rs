@@ -186,7 +186,7 @@ fn more_posts_before_the_first_get_than_the_ring_holds(kind: BackendKind) {
     for (i, c) in clients.iter_mut().enumerate() {
         c.write_all(&[i as u8]).unwrap();
     }
-    let mut seen = vec![false; 40];
+    let mut seen = [false; 40];
     for _ in 0..40 {
         let c = port.get(LIMIT).unwrap();
         assert_eq!(c.kind(), OpKind::Recv);

@@ -18,12 +18,11 @@ type Pick = fn(&Median) -> f64;
 
 /// Draws `res` into an SVG file at `path`.
 pub fn draw(res: &Results, path: &Path) -> anyhow::Result<()> {
+    let cpu_title = format!("{} CPU µs per message (lower is better)", res.measured);
     let panels: [(&str, Pick); 3] = [
         ("msgs/s (higher is better)", |m| m.msgs_per_s),
         ("p99 latency, µs (lower is better)", |m| m.p99_us),
-        ("server CPU µs per message (lower is better)", |m| {
-            m.cpu_us_per_msg
-        }),
+        (&cpu_title, |m| m.cpu_us_per_msg),
     ];
     let root = SVGBackend::new(path, (1500, 460)).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;

@@ -10,6 +10,7 @@
 //! is the figure that ranks servers.
 
 mod chart;
+mod clients;
 mod report;
 mod server;
 
@@ -77,6 +78,11 @@ pub struct Args {
     /// little tracing overhead to the CPU figures).
     #[arg(long)]
     pub syscalls: bool,
+    /// Rank the load generators instead of the servers: `ringport load`
+    /// against a plain one-thread epoll client, in turn, loading the first
+    /// server of `--servers`; the CPU figures are the clients' own.
+    #[arg(long)]
+    pub clients: bool,
     /// Which servers to run, in this order.
     #[arg(long, value_delimiter = ',', default_value = "ringport,tokio")]
     pub servers: Vec<String>,
@@ -128,7 +134,7 @@ impl Case {
     }
 }
 
-struct Plan {
+pub(crate) struct Plan {
     cases: Vec<Case>,
     rounds: usize,
     duration: f64,
@@ -233,7 +239,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
 
     let mut servers = Vec::new();
-    for name in &a.servers {
+    let names = if a.clients {
+        &a.servers[..a.servers.len().min(1)]
+    } else {
+        &a.servers[..]
+    };
+    for name in names {
         let argv = server_argv(&a, name)?;
         let mut env = Vec::new();
         if name == "ringport" {
@@ -248,12 +259,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     anyhow::ensure!(!servers.is_empty(), "no servers to run");
 
-    let total = p.cases.len() * p.rounds * servers.len();
+    // The rows of the table: the servers, or in `--clients` mode the two
+    // load generators against the one server.
+    let rows = if a.clients {
+        clients::CLIENTS.len()
+    } else {
+        servers.len()
+    };
+    let total = p.cases.len() * p.rounds * rows;
     eprintln!(
-        "{} cases × {} rounds × {} servers × {:.1} s (+{:.1} s warm-up); server CPU {}, load CPU {}",
+        "{} cases × {} rounds × {} {} × {:.1} s (+{:.1} s warm-up); server CPU {}, load CPU {}",
         p.cases.len(),
         p.rounds,
-        servers.len(),
+        rows,
+        if a.clients { "clients" } else { "servers" },
         p.duration,
         a.warmup,
         p.server_cpu.map_or("any".into(), |c| c.to_string()),
@@ -262,21 +281,30 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     let mut n = 0;
     for case in &p.cases {
-        let mut cr = CaseResult::new(*case, &servers);
+        let mut cr = if a.clients {
+            CaseResult::named(*case, &clients::CLIENTS)
+        } else {
+            CaseResult::new(*case, &servers)
+        };
         for round in 0..p.rounds {
-            for (si, s) in servers.iter_mut().enumerate() {
+            for row in 0..rows {
                 n += 1;
+                let s = &mut servers[if a.clients { 0 } else { row }];
                 anyhow::ensure!(
                     s.alive(),
                     "the {} server died; see its log in {}",
                     s.name,
                     a.out.display()
                 );
-                let r = run_one(&a, &p, case, s, tick, perf)?;
+                let r = if a.clients {
+                    clients::run_one(&a, &p, case, s, row)?
+                } else {
+                    run_one(&a, &p, case, s, tick, perf)?
+                };
                 eprintln!(
-                    "[{n}/{total}] {} {:<8} round {}: {:>9.0} msgs/s  p99 {:>8.0} µs  {:>6.2} CPU µs/msg{}",
+                    "[{n}/{total}] {} {:<13} round {}: {:>9.0} msgs/s  p99 {:>8.0} µs  {:>6.2} CPU µs/msg{}",
                     case.label(),
-                    s.name,
+                    cr.servers[row].server,
                     round + 1,
                     r.msgs_per_s,
                     r.p99_us,
@@ -284,7 +312,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     r.syscalls_per_msg
                         .map_or(String::new(), |v| format!("  {v:.2} syscalls/msg")),
                 );
-                cr.servers[si].rounds.push(r);
+                cr.servers[row].rounds.push(r);
                 // Let the server finish the closes before the next run.
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -294,6 +322,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
 
     let res = Results {
+        measured: if a.clients { "client" } else { "server" }.to_string(),
         machine: Machine::detect(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         rounds: p.rounds,

@@ -77,13 +77,19 @@ pub struct CaseResult {
 
 impl CaseResult {
     pub(crate) fn new(case: Case, servers: &[Server]) -> Self {
+        let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        Self::named(case, &names)
+    }
+
+    /// A case whose rows are named `names` (clients, in `--clients` mode).
+    pub(crate) fn named(case: Case, names: &[&str]) -> Self {
         CaseResult {
             case,
             label: case.label(),
-            servers: servers
+            servers: names
                 .iter()
-                .map(|s| ServerResult {
-                    server: s.name.clone(),
+                .map(|name| ServerResult {
+                    server: name.to_string(),
                     rounds: Vec::new(),
                     median: Median::default(),
                 })
@@ -181,6 +187,10 @@ pub struct ServerInfo {
 /// Everything `bench.json` holds.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Results {
+    /// What the rows are and whose CPU time is measured: `server` (servers
+    /// ranked under one load) or `client` (load generators ranked against
+    /// one server).
+    pub measured: String,
     /// Where.
     pub machine: Machine,
     /// The command line.
@@ -222,9 +232,10 @@ impl Results {
             self.server_cpu.map_or("any".into(), |c| c.to_string()),
             self.load_cpu.map_or("any".into(), |c| c.to_string()),
         );
+        let who = &self.measured;
         let _ = write!(
             t,
-            "| case | server | msgs/s | p99 µs | server CPU µs/msg | server CPU share |"
+            "| case | {who} | msgs/s | p99 µs | {who} CPU µs/msg | {who} CPU share |"
         );
         if sys {
             let _ = write!(t, " syscalls/msg |");

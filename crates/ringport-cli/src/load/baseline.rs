@@ -45,11 +45,52 @@ struct Conn {
     sent_at: Instant,
 }
 
+/// What one baseline run measured (its window only).
+#[derive(Debug, Clone)]
+pub struct BaselineReport {
+    /// Messages echoed and verified in the window.
+    pub msgs: u64,
+    /// Length of the window in seconds.
+    pub window_s: f64,
+    /// `msgs / window_s`.
+    pub msgs_per_s: f64,
+    /// Latency percentiles.
+    pub latency: super::stats::Latency,
+    /// A description of the first echo that differed, if any.
+    pub mismatch: Option<String>,
+}
+
 /// Runs the baseline client and prints `msgs/s` (and p99) as JSON.
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(cpu) = a.cpu {
         crate::affinity::pin_current(cpu)?;
     }
+    let r = run_client(&a, &mut |_| {})?;
+    if let Some(m) = &r.mismatch {
+        eprintln!("ringport epoll-load: ECHO MISMATCH: {m}");
+        return Ok(ExitCode::from(super::EXIT_MISMATCH));
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "client": "epoll (mio), one thread",
+            "conns": a.conns,
+            "size": a.size,
+            "window_s": r.window_s,
+            "msgs": r.msgs,
+            "msgs_per_s": r.msgs_per_s,
+            "p99_us": r.latency.p99_us,
+        })
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the baseline client on the calling thread; `hook` is called when
+/// the measured window starts and ends (as `ringport load` does).
+///
+/// # Errors
+/// When a connection cannot be made or fails.
+pub fn run_client(a: &Args, hook: &mut dyn FnMut(super::Phase)) -> anyhow::Result<BaselineReport> {
     anyhow::ensure!(a.conns > 0 && a.size > 0, "--conns and --size must be > 0");
     let mut msg = vec![0u8; a.size];
     rand::rngs::SmallRng::seed_from_u64(0x5eed).fill_bytes(&mut msg);
@@ -73,6 +114,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
     let win_start = start + Duration::from_secs_f64(a.warmup);
     let end = win_start + Duration::from_secs_f64(a.duration);
+    let mut in_window = false;
     let mut msgs = 0u64;
     // Every connection starts writing; edge-triggered events drive the rest.
     let mut ready: Vec<usize> = (0..a.conns).collect();
@@ -80,6 +122,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let now = Instant::now();
         if now >= end {
             break;
+        }
+        if !in_window && now >= win_start {
+            hook(super::Phase::WindowStart);
+            in_window = true;
         }
         for i in ready.drain(..) {
             let c = &mut conns[i];
@@ -102,12 +148,21 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     Ok(0) => anyhow::bail!("connection {i}: closed by the server"),
                     Ok(n) => {
                         if buf[..n] != msg[c.read..c.read + n] {
-                            eprintln!("ringport epoll-load: ECHO MISMATCH on connection {i}");
-                            return Ok(ExitCode::from(super::EXIT_MISMATCH));
+                            return Ok(BaselineReport {
+                                msgs,
+                                window_s: 0.0,
+                                msgs_per_s: 0.0,
+                                latency: Default::default(),
+                                mismatch: Some(format!(
+                                    "connection {i}: bytes {}..{} differ",
+                                    c.read,
+                                    c.read + n
+                                )),
+                            });
                         }
                         c.read += n;
                         if c.read == a.size {
-                            if now >= win_start {
+                            if in_window {
                                 msgs += 1;
                                 let ns = now.duration_since(c.sent_at).as_nanos();
                                 hist.saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
@@ -124,18 +179,17 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         poll.poll(&mut events, Some(end.saturating_duration_since(now)))?;
         ready.extend(events.iter().map(|e| e.token().0));
     }
+    hook(super::Phase::WindowEnd);
     let secs = Instant::now().duration_since(win_start).as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({
-            "client": "epoll (mio), one thread",
-            "conns": a.conns,
-            "size": a.size,
-            "window_s": secs,
-            "msgs": msgs,
-            "msgs_per_s": msgs as f64 / secs,
-            "p99_us": hist.value_at_quantile(0.99) as f64 / 1000.0,
-        })
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(BaselineReport {
+        msgs,
+        window_s: secs,
+        msgs_per_s: msgs as f64 / secs,
+        latency: if hist.is_empty() {
+            Default::default()
+        } else {
+            super::stats::Latency::from_hist(&hist)
+        },
+        mismatch: None,
+    })
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 pub use engine::{run_load, Phase};
+pub use stats::Latency;
 
 /// What the load does with each connection.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

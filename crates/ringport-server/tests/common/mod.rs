@@ -178,6 +178,19 @@ pub fn client(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// A client that will not read: its receive buffer is made small before it
+/// connects, so the server's sends to it stall after a few KiB instead of
+/// filling megabytes of kernel buffers first.
+pub fn non_reading_client(addr: SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(&addr.into()).expect("connect");
+    let s = TcpStream::from(s);
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    s.set_write_timeout(Some(LIMIT)).unwrap();
+    s
+}
+
 /// Sends `data` and reads exactly as much back.
 pub fn round_trip(s: &mut TcpStream, data: &[u8]) -> Vec<u8> {
     s.write_all(data).unwrap();

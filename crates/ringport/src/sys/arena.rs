@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 
 use crate::completion::OpId;
 use crate::op::OpData;
+use crate::short_lock::ShortLock;
 
 const CHUNK: usize = 1024;
 const MAX_CHUNKS: usize = 1024;
@@ -36,7 +37,7 @@ static NEXT_ARENA_ID: AtomicU64 = AtomicU64::new(1);
 struct Slot {
     /// Odd while occupied (the occupant's generation), even while free.
     gen: AtomicU32,
-    data: Mutex<Option<OpData>>,
+    data: ShortLock<Option<OpData>>,
 }
 
 /// The free slots of one arena that no thread keeps for itself.
@@ -102,7 +103,7 @@ impl Arena {
             (0..CHUNK)
                 .map(|_| Slot {
                     gen: AtomicU32::new(0),
-                    data: Mutex::new(None),
+                    data: ShortLock::new(None),
                 })
                 .collect()
         });

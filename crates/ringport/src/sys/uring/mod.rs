@@ -9,6 +9,7 @@
 //! and waits. Pooled receives are multishot receives into a provided-buffer
 //! ring, so idle connections hold no buffer.
 
+use std::cell::Cell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
@@ -25,6 +26,7 @@ use crate::completion::{OpId, OpKind};
 use crate::handle::HandleInner;
 use crate::op::OpData;
 use crate::shared::Shared;
+use crate::short_lock::ShortLock;
 use crate::sys::Backend as _;
 
 mod buf_ring;
@@ -42,6 +44,13 @@ const WAKE: u64 = 1;
 const IGNORE: u64 = 2;
 /// Buffer group id of the pooled-receive ring.
 const BGID: u16 = 0;
+/// Deferred requests submitted in one go at most.
+const SUBMIT_BATCH: usize = 32;
+
+thread_local! {
+    /// Whether this thread is in `reap_ready`.
+    static REAPING: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Per-op state the kernel reads while the op is in flight.
 #[derive(Default)]
@@ -87,7 +96,7 @@ pub(crate) struct Driver {
     /// Guards the submission queue, and holds in order the requests that
     /// did not fit while only another thread could submit (a single-thread
     /// ring before or between its owner's polls).
-    sq: Mutex<Vec<squeue::Entry>>,
+    sq: ShortLock<Vec<squeue::Entry>>,
     bufs: Mutex<BufRing>,
     wake_pending: AtomicBool,
     /// Set in single-thread mode (`SINGLE_ISSUER | DEFER_TASKRUN`).
@@ -98,6 +107,9 @@ pub(crate) struct Driver {
     submit_after_reap: AtomicBool,
     /// Most bytes one pooled-receive completion carries.
     recv_len: u32,
+    /// `Builder::coalesce`, where the kernel has min-timeout waits:
+    /// completions to wait for, and microseconds after which one will do.
+    coalesce: Option<(usize, u32)>,
 }
 
 impl Driver {
@@ -112,15 +124,20 @@ impl Driver {
             None
         };
         let files = FileTable::new(&ring);
+        let coalesce = b
+            .coalesce
+            .filter(|_| ring.params().is_feature_min_timeout())
+            .map(|(n, d)| (n as usize, u32::try_from(d.as_micros()).unwrap_or(u32::MAX)));
         Ok(Driver {
             ring,
-            sq: Mutex::new(Vec::new()),
+            sq: ShortLock::new(Vec::new()),
             bufs: Mutex::new(bufs),
             wake_pending: AtomicBool::new(false),
             owner,
             files,
             submit_after_reap: AtomicBool::new(false),
             recv_len: clamp_len(b.pool_buf_size),
+            coalesce,
         })
     }
 
@@ -167,23 +184,31 @@ impl Driver {
     /// Copies `entry` into the submission queue (or, when it is full and
     /// only the owner may submit, the backlog); submits now unless `defer`.
     fn push(&self, entry: squeue::Entry, defer: bool) {
-        let backlogged = {
+        let (backlogged, queued) = {
             let mut backlog = self.sq.lock();
             // SAFETY: `self.sq` is held, so this is the only SubmissionQueue
-            // view of the ring; every pointer in `entry` refers to op-table
-            // memory, a buffer's heap block or a static that stays put until
-            // the op's CQE is reaped (see `lower`).
-            let pushed =
-                backlog.is_empty() && unsafe { self.ring.submission_shared().push(&entry) }.is_ok();
+            // view of the ring.
+            let mut sq = unsafe { self.ring.submission_shared() };
+            // SAFETY: every pointer in `entry` refers to op-table memory, a
+            // buffer's heap block or a static that stays put until the op's
+            // CQE is reaped (see `lower`).
+            let pushed = backlog.is_empty() && unsafe { sq.push(&entry) }.is_ok();
+            let queued = sq.len();
+            drop(sq);
             if !pushed {
                 backlog.push(entry);
                 if self.may_enter() {
                     self.drain_backlog(&mut backlog);
                 }
             }
-            !backlog.is_empty()
+            (!backlog.is_empty(), queued)
         };
-        if !defer || backlogged {
+        // Deferred requests go to the kernel at least every SUBMIT_BATCH,
+        // so the peer gets work while the rest of a reaped batch runs (not
+        // while reaping: the poller submits when it enters next, and an
+        // enter in the middle of a reap would post more to reap).
+        let batch_full = queued >= SUBMIT_BATCH && !REAPING.with(Cell::get);
+        if !defer || backlogged || (batch_full && self.may_enter()) {
             self.submit_now();
         }
     }
@@ -319,9 +344,15 @@ impl Driver {
         Ok(())
     }
 
+    /// Reaps what is in the completion queue, at most one queue's worth:
+    /// with busy sockets the kernel posts completions as fast as they are
+    /// reaped (whenever this thread enters the kernel, even to allocate),
+    /// and the poller must come back to hand out what it reaped.
     fn reap_ready(&self, sh: &Shared) {
         let mut batch: [MaybeUninit<cqueue::Entry>; 128] = [const { MaybeUninit::uninit() }; 128];
         let mut bufs = self.bufs.lock();
+        let mut budget = self.ring.params().cq_entries() as usize;
+        REAPING.with(|r| r.set(true));
         loop {
             let n = {
                 // SAFETY: only the poller reaps (the front end's poller token,
@@ -360,10 +391,12 @@ impl Driver {
                 unsafe { super::reap(sh, OpId(ud), res, cqueue::more(flags), pooled) };
             }
             bufs.publish();
-            if n < batch.len() {
+            budget = budget.saturating_sub(n);
+            if n < batch.len() || budget == 0 {
                 break;
             }
         }
+        REAPING.with(|r| r.set(false));
     }
 }
 
@@ -474,14 +507,22 @@ impl super::Backend for Driver {
             return self.reap(sh);
         }
         let submitter = self.ring.submitter();
-        let r = match timeout {
+        let r = match (timeout, self.coalesce) {
             _ if ready => submitter.submit(),
-            None => submitter.submit_and_wait(1),
-            Some(t) if t.is_zero() => submitter.submit(),
-            Some(t) => {
+            (Some(t), _) if t.is_zero() => submitter.submit(),
+            (None, None) => submitter.submit_and_wait(1),
+            (Some(t), None) => {
                 let ts = Timespec::from(t);
-                let args = SubmitArgs::new().timespec(&ts);
-                submitter.submit_with_args(1, &args)
+                submitter.submit_with_args(1, &SubmitArgs::new().timespec(&ts))
+            }
+            // Wait for `n`, or for one once `us` have passed.
+            (None, Some((n, us))) => {
+                submitter.submit_with_args(n, &SubmitArgs::new().min_wait_usec(us))
+            }
+            (Some(t), Some((n, us))) => {
+                let ts = Timespec::from(t);
+                let args = SubmitArgs::new().timespec(&ts).min_wait_usec(us);
+                submitter.submit_with_args(n, &args)
             }
         };
         ignore_transient(r)?;
