@@ -29,6 +29,7 @@ both_backends!(
     cancel_returns_the_buffer,
     cancel_handle_cancels_every_op,
     close_cancels_pending_ops_and_closes_the_socket,
+    coalesced_waits_still_deliver_a_lone_completion,
 );
 
 fn listener(port: &ringport::CompletionPort) -> (ringport::Handle, std::net::SocketAddr) {
@@ -412,4 +413,28 @@ fn close_cancels_pending_ops_and_closes_the_socket(kind: BackendKind) {
         "the server side was closed"
     );
     let _ = LIMIT;
+}
+
+/// `Builder::coalesce` waits for a batch only as long as its delay: a lone
+/// completion still comes out (here: each of a few ping-pong receives).
+fn coalesced_waits_still_deliver_a_lone_completion(kind: BackendKind) {
+    if port(kind, 1).is_none() {
+        return;
+    }
+    let port = ringport::CompletionPort::builder()
+        .backend(kind)
+        .concurrency(1)
+        .coalesce(64, Duration::from_millis(2))
+        .build()
+        .unwrap();
+    let (mut client, h) = pair(&port, 1);
+    for i in 0..5u8 {
+        port.recv(&h, Vec::with_capacity(8), 0).unwrap();
+        client.write_all(&[i]).unwrap();
+        let t0 = Instant::now();
+        let c = port.get(LIMIT).unwrap();
+        assert_eq!(c.data(), [i]);
+        // Far less than LIMIT: the wait ended after the coalescing delay.
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    }
 }
