@@ -2,8 +2,9 @@
 //! waiting threads (released last in, first out), the concurrency limit and
 //! the poller token (the one waiting thread that sleeps in the kernel).
 //!
-//! Lock-free on the hot path: a completion crosses a lock-free queue and two
-//! atomics. The sleeper stack's lock is taken only to park or to wake a thread.
+//! On the hot path a completion crosses the ready queue (one short lock) and
+//! two atomics; a lone dequeuing thread (`Builder::single_thread`) skips the
+//! queue. The sleeper stack's lock is taken only to park or to wake a thread.
 
 use std::cell::RefCell;
 use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};

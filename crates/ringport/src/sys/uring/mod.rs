@@ -9,7 +9,6 @@
 //! and waits. Pooled receives are multishot receives into a provided-buffer
 //! ring, so idle connections hold no buffer.
 
-use std::cell::Cell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, RawFd};
@@ -44,13 +43,6 @@ const WAKE: u64 = 1;
 const IGNORE: u64 = 2;
 /// Buffer group id of the pooled-receive ring.
 const BGID: u16 = 0;
-/// Deferred requests submitted in one go at most.
-const SUBMIT_BATCH: usize = 32;
-
-thread_local! {
-    /// Whether this thread is in `reap_ready`.
-    static REAPING: Cell<bool> = const { Cell::new(false) };
-}
 
 /// Per-op state the kernel reads while the op is in flight.
 #[derive(Default)]
@@ -184,31 +176,23 @@ impl Driver {
     /// Copies `entry` into the submission queue (or, when it is full and
     /// only the owner may submit, the backlog); submits now unless `defer`.
     fn push(&self, entry: squeue::Entry, defer: bool) {
-        let (backlogged, queued) = {
+        let backlogged = {
             let mut backlog = self.sq.lock();
             // SAFETY: `self.sq` is held, so this is the only SubmissionQueue
-            // view of the ring.
-            let mut sq = unsafe { self.ring.submission_shared() };
-            // SAFETY: every pointer in `entry` refers to op-table memory, a
-            // buffer's heap block or a static that stays put until the op's
-            // CQE is reaped (see `lower`).
-            let pushed = backlog.is_empty() && unsafe { sq.push(&entry) }.is_ok();
-            let queued = sq.len();
-            drop(sq);
+            // view of the ring; every pointer in `entry` refers to op-table
+            // memory, a buffer's heap block or a static that stays put until
+            // the op's CQE is reaped (see `lower`).
+            let pushed =
+                backlog.is_empty() && unsafe { self.ring.submission_shared().push(&entry) }.is_ok();
             if !pushed {
                 backlog.push(entry);
                 if self.may_enter() {
                     self.drain_backlog(&mut backlog);
                 }
             }
-            (!backlog.is_empty(), queued)
+            !backlog.is_empty()
         };
-        // Deferred requests go to the kernel at least every SUBMIT_BATCH,
-        // so the peer gets work while the rest of a reaped batch runs (not
-        // while reaping: the poller submits when it enters next, and an
-        // enter in the middle of a reap would post more to reap).
-        let batch_full = queued >= SUBMIT_BATCH && !REAPING.with(Cell::get);
-        if !defer || backlogged || (batch_full && self.may_enter()) {
+        if !defer || backlogged {
             self.submit_now();
         }
     }
@@ -345,14 +329,14 @@ impl Driver {
     }
 
     /// Reaps what is in the completion queue, at most one queue's worth:
-    /// with busy sockets the kernel posts completions as fast as they are
-    /// reaped (whenever this thread enters the kernel, even to allocate),
-    /// and the poller must come back to hand out what it reaped.
+    /// whenever the ring is entered during a reap (a full submission queue,
+    /// a cancel) the kernel may post more completions, and with busy sockets
+    /// it can post them as fast as they are reaped; the poller must come
+    /// back to hand out what it reaped.
     fn reap_ready(&self, sh: &Shared) {
         let mut batch: [MaybeUninit<cqueue::Entry>; 128] = [const { MaybeUninit::uninit() }; 128];
         let mut bufs = self.bufs.lock();
         let mut budget = self.ring.params().cq_entries() as usize;
-        REAPING.with(|r| r.set(true));
         loop {
             let n = {
                 // SAFETY: only the poller reaps (the front end's poller token,
@@ -396,7 +380,6 @@ impl Driver {
                 break;
             }
         }
-        REAPING.with(|r| r.set(false));
     }
 }
 
