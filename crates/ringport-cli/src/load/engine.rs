@@ -65,14 +65,14 @@ struct Conn {
     /// Waiting for a rate token (echo: to send; churn: to connect).
     parked: bool,
     rng: u64,
-    /// Offsets and send times of the messages whose echo is awaited.
-    inflight: VecDeque<(usize, Instant)>,
+    /// The messages whose echo is awaited: `len` entries of the
+    /// connection's `pipeline` slots in `Engine::inflight`, from `head`.
+    head: usize,
+    len: usize,
     /// Bytes of the front message already verified.
     pos: usize,
     /// Messages the connection may still send now (pipeline slots).
     credits: usize,
-    /// Send buffers handed back by completed sends.
-    free: Vec<Vec<u8>>,
     started: Option<Instant>,
 }
 
@@ -93,6 +93,12 @@ struct Engine<'a> {
     port: CompletionPort,
     block: Vec<u8>,
     conns: Vec<Conn>,
+    /// Offsets and send times of the messages in flight, `pipeline` slots
+    /// per connection (one flat array: no allocation per connection).
+    inflight: Vec<(usize, Instant)>,
+    /// Send buffers handed back by completed sends, reused last in, first
+    /// out (the most recently sent is still in cache).
+    send_bufs: Vec<Vec<u8>>,
     recv_cap: usize,
     hist: Histogram<u64>,
     stage: Stage,
@@ -144,6 +150,8 @@ pub fn run_load(cfg: &Config, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<Rep
                 ..Conn::default()
             })
             .collect(),
+        inflight: vec![(0, now); cfg.conns * cfg.pipeline],
+        send_bufs: Vec::new(),
         recv_cap: (cfg.size * cfg.pipeline).clamp(4096, 256 << 10),
         hist,
         stage: match cfg.mode {
@@ -370,7 +378,8 @@ impl Engine<'_> {
         self.error(what);
         let c = &mut self.conns[i];
         c.handle = None;
-        c.inflight.clear();
+        c.head = 0;
+        c.len = 0;
         c.pos = 0;
         if c.up {
             self.up -= 1;
@@ -405,7 +414,7 @@ impl Engine<'_> {
             OpKind::SendAll => match c.result() {
                 Ok(_) => {
                     if let Some(buf) = c.take_buf() {
-                        self.conns[i].free.push(buf);
+                        self.send_bufs.push(buf);
                     }
                 }
                 Err(e) => self.fail(i, format_args!("connection {i}: send: {e}")),
@@ -515,13 +524,17 @@ impl Engine<'_> {
                 return;
             }
             token = false;
-            let size = self.cfg.size;
+            let (size, pipeline) = (self.cfg.size, self.cfg.pipeline);
             let c = &mut self.conns[i];
             let off = c.next_offset();
-            let mut buf = c.free.pop().unwrap_or_else(|| Vec::with_capacity(size));
+            let mut buf = self
+                .send_bufs
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(size));
             buf.clear();
             buf.extend_from_slice(&self.block[off..off + size]);
-            c.inflight.push_back((off, now));
+            self.inflight[i * pipeline + (c.head + c.len) % pipeline] = (off, now);
+            c.len += 1;
             c.credits -= 1;
             let Some(h) = &c.handle else { return };
             if let Err(e) = self.port.send_all(h, buf, 0) {
@@ -535,8 +548,10 @@ impl Engine<'_> {
     fn on_data(&mut self, i: usize, mut data: &[u8], now: Instant) {
         let size = self.cfg.size;
         while !data.is_empty() {
+            let pipeline = self.cfg.pipeline;
             let c = &mut self.conns[i];
-            let Some(&(off, sent)) = c.inflight.front() else {
+            let front = (c.len > 0).then(|| self.inflight[i * pipeline + c.head]);
+            let Some((off, sent)) = front else {
                 self.mismatch = Some(format!(
                     "connection {i}: {} bytes arrived that were never sent",
                     data.len()
@@ -563,7 +578,8 @@ impl Engine<'_> {
             data = &data[take..];
             if c.pos == size {
                 c.pos = 0;
-                c.inflight.pop_front();
+                c.head = (c.head + 1) % pipeline;
+                c.len -= 1;
                 c.credits += 1;
                 self.done_total += 1;
                 if self.stage == Stage::Window {
@@ -604,7 +620,8 @@ impl Engine<'_> {
     fn churn_open(&mut self, i: usize, now: Instant) {
         let c = &mut self.conns[i];
         c.gen = c.gen.wrapping_add(1);
-        c.inflight.clear();
+        c.head = 0;
+        c.len = 0;
         c.pos = 0;
         self.connect(i, now);
     }
