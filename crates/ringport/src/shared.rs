@@ -81,7 +81,7 @@ impl Shared {
     }
 
     pub(crate) fn notify(&self) {
-        if self.sched.notify(POLLING.with(|p| p.get()) == self.id) == Notify::WakeBackend {
+        if self.sched.notify(self.polling_here()) == Notify::WakeBackend {
             self.driver.wake();
         }
     }
@@ -408,7 +408,7 @@ impl Shared {
             return;
         }
         // The poller wakes helpers once per batch, after reaping it.
-        if POLLING.with(|p| p.get()) != self.id {
+        if !self.polling_here() {
             self.sched.queue.push(c);
             self.notify();
         } else if self.direct {
