@@ -250,3 +250,53 @@ fn bench_writes_json_and_svg() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bench --clients`: the two load generators against one server, each
+/// with its own CPU time measured.
+#[test]
+fn bench_ranks_the_load_generators() {
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("ringport-bench-clients-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = ringport(
+        &[
+            "bench",
+            "--clients",
+            "--servers",
+            "ringport",
+            "--cases",
+            "2x64",
+            "--rounds",
+            "1",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ringport load/epoll client"), "{stdout}");
+    assert!(stdout.contains("client CPU µs/msg"), "{stdout}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("bench.json")).expect("bench.json"))
+            .expect("bench.json is JSON");
+    assert_eq!(v["measured"], "client");
+    let case = &v["cases"][0];
+    assert_eq!(case["servers"][0]["server"], "ringport load");
+    assert_eq!(case["servers"][1]["server"], "epoll client");
+    for s in case["servers"].as_array().unwrap() {
+        let m = &s["median"];
+        assert!(m["msgs_per_s"].as_f64().unwrap() > 0.0, "{s}");
+        // A client that echoed messages spent CPU time doing it.
+        assert!(m["cpu_us_per_msg"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,14 +6,12 @@
 //! each spends per message (its own thread's, from
 //! `CLOCK_THREAD_CPUTIME_ID`, over the measured window).
 
-use std::time::Duration;
-
 use rustix::time::{clock_gettime, ClockId};
 
 use super::report::RoundResult;
 use super::server::Server;
 use super::{Args, Case, Plan};
-use crate::load::{self, baseline, Mode, Phase};
+use crate::load::{self, baseline, Phase};
 
 /// The contestants, in the order they run in each round.
 pub const CLIENTS: [&str; 2] = ["ringport load", "epoll client"];
@@ -53,20 +51,8 @@ pub fn run_one(
                 let mut cpu = Vec::new();
                 let mut hook = |_: Phase| cpu.push(thread_cpu_s());
                 let run = if which == 0 {
-                    let cfg = load::Config {
-                        addr: s.addr,
-                        conns: case.conns,
-                        size: case.size,
-                        pipeline: 1,
-                        duration: Duration::from_secs_f64(p.duration),
-                        warmup: Duration::from_secs_f64(a.warmup),
-                        rate: None,
-                        mode: Mode::Echo,
-                        seed: 0x5eed,
-                        backend: a.load_backend,
-                        pooled: true,
-                        progress: false,
-                    };
+                    // One message in flight, as the epoll client keeps.
+                    let cfg = super::load_config(a, p, case, s, 1);
                     let r = load::run_load(&cfg, &mut hook)?;
                     (r.msgs, r.window_s, r.msgs_per_s, r.latency, r.mismatch)
                 } else {

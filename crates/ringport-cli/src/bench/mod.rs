@@ -359,20 +359,7 @@ fn run_one(
     tick: u64,
     perf: bool,
 ) -> anyhow::Result<RoundResult> {
-    let cfg = load::Config {
-        addr: s.addr,
-        conns: case.conns,
-        size: case.size,
-        pipeline: a.pipeline,
-        duration: Duration::from_secs_f64(p.duration),
-        warmup: Duration::from_secs_f64(a.warmup),
-        rate: None,
-        mode: Mode::Echo,
-        seed: 0x5eed,
-        backend: a.load_backend,
-        pooled: true,
-        progress: false,
-    };
+    let cfg = load_config(a, p, case, s, a.pipeline);
     let pid = s.pid();
     let load_cpu = p.load_cpu;
     let duration = p.duration;
@@ -432,6 +419,24 @@ fn run_one(
         errors: report.errors,
         window_s: report.window_s,
     })
+}
+
+/// The load one bench run puts on `s`.
+fn load_config(a: &Args, p: &Plan, case: &Case, s: &Server, pipeline: usize) -> load::Config {
+    load::Config {
+        addr: s.addr,
+        conns: case.conns,
+        size: case.size,
+        pipeline,
+        duration: Duration::from_secs_f64(p.duration),
+        warmup: Duration::from_secs_f64(a.warmup),
+        rate: None,
+        mode: Mode::Echo,
+        seed: 0x5eed,
+        backend: a.load_backend,
+        pooled: true,
+        progress: false,
+    }
 }
 
 fn clone_err(e: &anyhow::Error) -> anyhow::Error {
