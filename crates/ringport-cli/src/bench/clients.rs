@@ -9,7 +9,7 @@
 use rustix::time::{clock_gettime, ClockId};
 
 use super::report::RoundResult;
-use super::server::Server;
+use super::server::{self, Server};
 use super::{Args, Case, Plan};
 use crate::load::{self, baseline, Phase};
 
@@ -29,8 +29,9 @@ struct Run {
     msgs_per_s: f64,
     latency: load::Latency,
     mismatch: Option<String>,
-    /// Client thread CPU seconds at the window's start and end.
-    cpu: Vec<f64>,
+    /// Client thread CPU seconds and the load CPU's steal ticks, at the
+    /// window's start and end.
+    cpu: Vec<(f64, u64)>,
 }
 
 /// Runs client `which` (an index into `CLIENTS`) against `s` once.
@@ -49,7 +50,9 @@ pub fn run_one(
                     crate::affinity::pin_current(cpu)?;
                 }
                 let mut cpu = Vec::new();
-                let mut hook = |_: Phase| cpu.push(thread_cpu_s());
+                let mut hook = |_: Phase| {
+                    cpu.push((thread_cpu_s(), server::steal_ticks(load_cpu)));
+                };
                 let run = if which == 0 {
                     // One message in flight, as the epoll client keeps.
                     let cfg = super::load_config(a, p, case, s, 1);
@@ -88,7 +91,8 @@ pub fn run_one(
         "the {} never reached its measured window",
         CLIENTS[which]
     );
-    let cpu_s = run.cpu[1] - run.cpu[0];
+    let cpu_s = run.cpu[1].0 - run.cpu[0].0;
+    let stolen = run.cpu[1].1.saturating_sub(run.cpu[0].1) as f64 / server::clock_ticks() as f64;
     let msgs = run.msgs.max(1) as f64;
     Ok(RoundResult {
         msgs_per_s: run.msgs_per_s,
@@ -103,5 +107,6 @@ pub fn run_one(
         msgs: run.msgs,
         errors: 0,
         window_s: run.window_s,
+        steal_share: stolen / run.window_s.max(1e-9),
     })
 }

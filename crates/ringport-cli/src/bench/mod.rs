@@ -226,6 +226,9 @@ fn server_argv(a: &Args, name: &str) -> anyhow::Result<Vec<String>> {
     })
 }
 
+/// Steal share of a window from which a round is flagged as noisy.
+const STEAL_NOTE: f64 = 0.02;
+
 /// Runs `ringport bench`.
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let p = plan(&a)?;
@@ -302,7 +305,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     run_one(&a, &p, case, s, tick, perf)?
                 };
                 eprintln!(
-                    "[{n}/{total}] {} {:<13} round {}: {:>9.0} msgs/s  p99 {:>8.0} µs  {:>6.2} CPU µs/msg{}",
+                    "[{n}/{total}] {} {:<13} round {}: {:>9.0} msgs/s  p99 {:>8.0} µs  {:>6.2} CPU µs/msg{}{}",
                     case.label(),
                     cr.servers[row].server,
                     round + 1,
@@ -311,6 +314,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     r.cpu_us_per_msg,
                     r.syscalls_per_msg
                         .map_or(String::new(), |v| format!("  {v:.2} syscalls/msg")),
+                    if r.steal_share >= STEAL_NOTE {
+                        format!("  ({:.0}% stolen by the hypervisor: noisy)", r.steal_share * 100.0)
+                    } else {
+                        String::new()
+                    },
                 );
                 cr.servers[row].rounds.push(r);
                 // Let the server finish the closes before the next run.
@@ -361,7 +369,7 @@ fn run_one(
 ) -> anyhow::Result<RoundResult> {
     let cfg = load_config(a, p, case, s, a.pipeline);
     let pid = s.pid();
-    let load_cpu = p.load_cpu;
+    let (load_cpu, server_cpu) = (p.load_cpu, p.server_cpu);
     let duration = p.duration;
     let (report, samples, syscalls) = std::thread::scope(|scope| {
         scope
@@ -379,7 +387,11 @@ fn run_one(
                             Err(e) => failure = Some(e),
                         }
                     }
-                    samples.push((server::cpu_ticks(pid), server::ctx_switches(pid)));
+                    samples.push((
+                        server::cpu_ticks(pid),
+                        server::ctx_switches(pid),
+                        server::steal_ticks(server_cpu),
+                    ));
                 })?;
                 if let Some(e) = failure {
                     return Err(e);
@@ -401,8 +413,16 @@ fn run_one(
         case.conns,
         report.errors
     );
-    let (t0, c0) = (samples[0].0.as_ref().map_err(clone_err)?, samples[0].1);
-    let (t1, c1) = (samples[1].0.as_ref().map_err(clone_err)?, samples[1].1);
+    let (t0, c0, s0) = (
+        samples[0].0.as_ref().map_err(clone_err)?,
+        samples[0].1,
+        samples[0].2,
+    );
+    let (t1, c1, s1) = (
+        samples[1].0.as_ref().map_err(clone_err)?,
+        samples[1].1,
+        samples[1].2,
+    );
     let cpu_s = t1.saturating_sub(*t0) as f64 / tick as f64;
     let msgs = report.msgs.max(1) as f64;
     Ok(RoundResult {
@@ -418,6 +438,7 @@ fn run_one(
         msgs: report.msgs,
         errors: report.errors,
         window_s: report.window_s,
+        steal_share: s1.saturating_sub(s0) as f64 / tick as f64 / report.window_s.max(1e-9),
     })
 }
 

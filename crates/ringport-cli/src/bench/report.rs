@@ -32,6 +32,9 @@ pub struct RoundResult {
     pub errors: u64,
     /// Window length.
     pub window_s: f64,
+    /// Share of the window the measured CPU lost to the hypervisor (steal
+    /// time): rounds with much of it are noise.
+    pub steal_share: f64,
 }
 
 /// Medians over the rounds of one server in one case.
@@ -276,6 +279,23 @@ impl Results {
                 }
                 t.push('\n');
             }
+        }
+        let rounds: Vec<f64> = self
+            .cases
+            .iter()
+            .flat_map(|c| &c.servers)
+            .flat_map(|s| s.rounds.iter().map(|r| r.steal_share))
+            .collect();
+        let noisy = rounds.iter().filter(|&&x| x >= 0.02).count();
+        if noisy > 0 {
+            let max = rounds.iter().copied().fold(0.0, f64::max);
+            let _ = writeln!(
+                t,
+                "\n{noisy} of {} runs lost 2% or more of the measured CPU's time to the \
+                 hypervisor (steal, up to {:.0}%): expect noise.",
+                rounds.len(),
+                max * 100.0
+            );
         }
         t
     }

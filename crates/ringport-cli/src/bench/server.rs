@@ -119,6 +119,18 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(field(14)? + field(15)?)
 }
 
+/// Ticks stolen from `cpu` (all CPUs if `None`) by the hypervisor so far:
+/// the `steal` column of `/proc/stat`; 0 where it cannot be read.
+pub fn steal_ticks(cpu: Option<usize>) -> u64 {
+    let name = cpu.map_or_else(|| "cpu".to_string(), |c| format!("cpu{c}"));
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        .and_then(|l| l.split_whitespace().nth(8))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Context switches summed over the threads of a process.
 pub fn ctx_switches(pid: u32) -> u64 {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
