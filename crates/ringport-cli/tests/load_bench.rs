@@ -202,37 +202,43 @@ fn load_refuses_bad_flags() {
     assert!(!out.status.success());
 }
 
-#[test]
-fn bench_writes_json_and_svg() {
+/// Runs a short `ringport bench` with `extra` flags into a fresh directory;
+/// returns its stdout, its bench.json and the directory.
+fn short_bench(extra: &[&str], tag: &str) -> (String, serde_json::Value, PathBuf) {
     let dir: PathBuf =
-        std::env::temp_dir().join(format!("ringport-bench-test-{}", std::process::id()));
+        std::env::temp_dir().join(format!("ringport-{tag}-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let out = ringport(
-        &[
-            "bench",
-            "--cases",
-            "2x64",
-            "--rounds",
-            "1",
-            "--duration",
-            "0.5",
-            "--warmup",
-            "0.1",
-            "--out",
-            dir.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut args = vec!["bench"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "--cases",
+        "2x64",
+        "--rounds",
+        "1",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let out = ringport(&args, Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "stdout {stdout}\nstderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("ringport/tokio"), "{stdout}");
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("bench.json")).expect("bench.json"))
             .expect("bench.json is JSON");
+    (stdout, v, dir)
+}
+
+#[test]
+fn bench_writes_json_and_svg() {
+    let (stdout, v, dir) = short_bench(&[], "bench");
+    assert!(stdout.contains("ringport/tokio"), "{stdout}");
     let case = &v["cases"][0];
     assert_eq!(case["case"]["conns"], 2);
     assert_eq!(case["servers"][0]["server"], "ringport");
@@ -255,39 +261,9 @@ fn bench_writes_json_and_svg() {
 /// with its own CPU time measured.
 #[test]
 fn bench_ranks_the_load_generators() {
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("ringport-bench-clients-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = ringport(
-        &[
-            "bench",
-            "--clients",
-            "--servers",
-            "ringport",
-            "--cases",
-            "2x64",
-            "--rounds",
-            "1",
-            "--duration",
-            "0.5",
-            "--warmup",
-            "0.1",
-            "--out",
-            dir.to_str().unwrap(),
-        ],
-        Duration::from_secs(60),
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stdout {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, v, dir) = short_bench(&["--clients", "--servers", "ringport"], "clients");
     assert!(stdout.contains("ringport load/epoll client"), "{stdout}");
     assert!(stdout.contains("client CPU µs/msg"), "{stdout}");
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("bench.json")).expect("bench.json"))
-            .expect("bench.json is JSON");
     assert_eq!(v["measured"], "client");
     let case = &v["cases"][0];
     assert_eq!(case["servers"][0]["server"], "ringport load");
