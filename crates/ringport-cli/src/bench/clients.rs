@@ -34,13 +34,15 @@ struct Run {
     cpu: Vec<(f64, u64)>,
 }
 
-/// Runs client `which` (an index into `CLIENTS`) against `s` once.
+/// Runs client `which` (an index into `CLIENTS`) against `s` once;
+/// `tick` is clock ticks per second.
 pub fn run_one(
     a: &Args,
     p: &Plan,
     case: &Case,
     s: &Server,
     which: usize,
+    tick: u64,
 ) -> anyhow::Result<RoundResult> {
     let load_cpu = p.load_cpu;
     let run = std::thread::scope(|scope| {
@@ -92,7 +94,7 @@ pub fn run_one(
         CLIENTS[which]
     );
     let cpu_s = run.cpu[1].0 - run.cpu[0].0;
-    let stolen = run.cpu[1].1.saturating_sub(run.cpu[0].1) as f64 / server::clock_ticks() as f64;
+    let stolen = run.cpu[1].1.saturating_sub(run.cpu[0].1) as f64 / tick as f64;
     let msgs = run.msgs.max(1) as f64;
     Ok(RoundResult {
         msgs_per_s: run.msgs_per_s,

@@ -300,7 +300,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     a.out.display()
                 );
                 let r = if a.clients {
-                    clients::run_one(&a, &p, case, s, row)?
+                    clients::run_one(&a, &p, case, s, row, tick)?
                 } else {
                     run_one(&a, &p, case, s, tick, perf)?
                 };
