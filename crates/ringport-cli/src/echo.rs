@@ -40,8 +40,9 @@ pub struct ServerArgs {
     /// Accepts kept posted on the listener (MAX_POST_ACCEPT).
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub accepts: usize,
-    /// Size of each receive buffer, in bytes.
-    #[arg(long, default_value_t = 8192, value_name = "BYTES")]
+    /// Size of each receive buffer, in bytes (buffers are pooled, shared by
+    /// all connections).
+    #[arg(long, default_value_t = 32 * 1024, value_name = "BYTES")]
     pub recv_buffer: usize,
     /// Refuse connections beyond this many.
     #[arg(long, value_name = "N")]
