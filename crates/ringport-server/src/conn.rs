@@ -154,6 +154,8 @@ pub(crate) struct Inner {
     /// since its previous round (so no clock is read per message).
     last_active: AtomicU64,
     active: AtomicBool,
+    /// Removed from the registry (its Disconnect callback ran).
+    gone: AtomicBool,
     queued: AtomicUsize,
     state: Mutex<State>,
 }
@@ -206,6 +208,7 @@ impl Connection {
                 server,
                 last_active: AtomicU64::new(now),
                 active: AtomicBool::new(false),
+                gone: AtomicBool::new(false),
                 queued: AtomicUsize::new(0),
                 state: Mutex::new(State {
                     handle: None,
@@ -248,6 +251,11 @@ impl Connection {
     /// Bytes queued for sending and not yet sent.
     pub fn queued(&self) -> usize {
         self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connection was removed from the server's registry.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.inner.gone.load(Ordering::Acquire)
     }
 
     /// Whether the connection is still open (not closed, not closing).
@@ -495,6 +503,7 @@ impl Connection {
             }
             Action::Disconnect(reason) => {
                 sh.handler.on_disconnect(self, &reason);
+                self.inner.gone.store(true, Ordering::Release);
                 sh.removed(self.id());
             }
             Action::Nothing => {}

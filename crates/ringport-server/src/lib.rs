@@ -66,6 +66,7 @@
 #![warn(missing_docs)]
 
 mod conn;
+mod conn_cache;
 mod handler;
 mod registry;
 mod server;

@@ -14,6 +14,7 @@ use ringport::{BackendKind, Completion, CompletionPort, GetError, Handle};
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 
 use crate::conn::{Action, CloseMode, ConnId, Connection, Event, Stream};
+use crate::conn_cache::ConnCache;
 use crate::handler::{DisconnectReason, Handler};
 use crate::registry::Registry;
 use crate::stats::{Counters, Hot, Stats};
@@ -438,12 +439,19 @@ impl Shared {
     /// Routes one completion: connection completions to their connection
     /// (which puts them in order; `ready` gets the connections whose drain
     /// right this worker took), the server's own into `control`.
-    fn route(&self, mut c: Completion, control: &mut Vec<Completion>, ready: &mut Vec<Ready>) {
+    fn route(
+        &self,
+        mut c: Completion,
+        cache: &mut ConnCache,
+        control: &mut Vec<Completion>,
+        ready: &mut Vec<(ConnId, Option<Action>)>,
+    ) {
         if c.key() < FIRST_CONN_KEY {
             control.push(c);
             return;
         }
-        let Some(conn) = self.registry.get(ConnId(c.key())) else {
+        let id = ConnId(c.key());
+        let Some(conn) = cache.get(&self.registry, id) else {
             // A late completion of a connection already gone.
             if let Some(buf) = c.take_buf() {
                 self.port.recycle(buf);
@@ -474,13 +482,13 @@ impl Shared {
             }
             KICK => {
                 // The poster took the drain right for us.
-                ready.push((conn, None));
+                ready.push((id, None));
                 return;
             }
             _ => None,
         };
         if first.is_some() {
-            ready.push((conn, first));
+            ready.push((id, first));
         }
     }
 
@@ -708,6 +716,7 @@ fn worker_loop(sh: &Arc<Shared>, index: usize) {
     let mut batch = Vec::with_capacity(batch_max);
     let mut control = Vec::new();
     let mut ready = Vec::with_capacity(batch_max);
+    let mut cache = ConnCache::default();
     loop {
         // No lock around the dequeue: connections put their completions
         // back in order themselves (see the `conn` module docs).
@@ -721,14 +730,23 @@ fn worker_loop(sh: &Arc<Shared>, index: usize) {
             }
         }
         for c in batch.drain(..) {
-            sh.route(c, &mut control, &mut ready);
+            sh.route(c, &mut cache, &mut control, &mut ready);
         }
         let mut keep_going = true;
         for c in control.drain(..) {
             keep_going &= sh.control(c);
         }
-        for (conn, first) in ready.drain(..) {
-            conn.drain(first);
+        for (id, first) in ready.drain(..) {
+            // This worker holds the connection's drain right, so nobody
+            // else can have run its Disconnect and freed its slot: it is
+            // still the cache's entry.
+            match cache.peek(id) {
+                Some(conn) => conn.drain(first),
+                None => match sh.registry.get(id) {
+                    Some(conn) => conn.drain(first),
+                    None => tracing::error!("connection {id}: lost before its drain"),
+                },
+            }
             run_pending();
         }
         run_pending();
