@@ -254,6 +254,17 @@ impl Driver {
         })
     }
 
+    /// The SQE for the current stage of `op`, or the result it completes
+    /// with at once: a zero-length timer has expired already (the kernel
+    /// would arm an hrtimer and take an interrupt for it, ~6 µs each here),
+    /// and an op without a descriptor fails with `EBADF`.
+    fn lower_or_finish(&self, op: &mut OpData) -> Result<squeue::Entry, i32> {
+        if op.kind == OpKind::Timeout && op.duration.is_zero() {
+            return Err(-libc::ETIME);
+        }
+        self.lower(op).ok_or(-libc::EBADF)
+    }
+
     /// Builds the SQE for the current stage of `op`.
     fn lower(&self, op: &mut OpData) -> Option<squeue::Entry> {
         let target = Self::target(op);
@@ -444,18 +455,18 @@ impl super::Backend for Driver {
     }
 
     fn start(&self, sh: &Shared, id: OpId, defer: bool) {
-        match sh.arena.with(id, |op| self.lower(op)) {
-            Some(Some(entry)) => self.push(entry.user_data(id.0), defer),
-            Some(None) => sh.complete(id, -libc::EBADF, false, None),
+        match sh.arena.with(id, |op| self.lower_or_finish(op)) {
+            Some(Ok(entry)) => self.push(entry.user_data(id.0), defer),
+            Some(Err(res)) => sh.complete(id, res, false, None),
             None => {}
         }
     }
 
     fn start_new(&self, sh: &Shared, op: OpData, defer: bool) -> Option<OpId> {
-        let (id, entry) = sh.arena.insert_then(op, |_, op| self.lower(op))?;
-        match entry {
-            Some(entry) => self.push(entry.user_data(id.0), defer),
-            None => sh.complete(id, -libc::EBADF, false, None),
+        let (id, lowered) = sh.arena.insert_then(op, |_, op| self.lower_or_finish(op))?;
+        match lowered {
+            Ok(entry) => self.push(entry.user_data(id.0), defer),
+            Err(res) => sh.complete(id, res, false, None),
         }
         Some(id)
     }
