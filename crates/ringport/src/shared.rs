@@ -167,6 +167,15 @@ impl Shared {
             // threads that are running (and grow memory with it).
             let backlog = !self.sched.queue.is_empty();
             if !backlog && self.sched.try_poller() {
+                // A post between the backlog check and taking the seat saw
+                // the seat free and woke nobody (there was no poller to
+                // wake): look again now that the seat is ours, before
+                // blocking in the kernel. Posts from here on see the seat
+                // taken and wake the backend.
+                if !self.sched.queue.is_empty() {
+                    self.sched.release_poller();
+                    continue;
+                }
                 POLLING.with(|p| p.set(self.id));
                 let polled = self.driver.poll(self, remaining);
                 POLLING.with(|p| p.set(0));
