@@ -1,6 +1,7 @@
 //! `ringport tokio-echo` (hidden): the baseline echo server, written the way
 //! most Rust users write one — a multi-thread tokio runtime, a task per
-//! connection, `read` into an 8 KiB buffer then `write_all`.
+//! connection, `read` into an 8 KiB buffer then `write_all` (`--buffer`
+//! changes the size, to compare at equal read sizes).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -23,6 +24,9 @@ pub struct Args {
     /// Set TCP_NODELAY on accepted connections.
     #[arg(long)]
     pub nodelay: bool,
+    /// Bytes of each connection's read buffer.
+    #[arg(long, default_value_t = 8192)]
+    pub buffer: usize,
 }
 
 /// Runs the server until killed. The first stdout line is `listening on ADDR`.
@@ -48,8 +52,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if args.nodelay {
                 let _ = stream.set_nodelay(true);
             }
+            let size = args.buffer.max(1);
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
+                let mut buf = vec![0u8; size];
                 loop {
                     let n = match stream.read(&mut buf).await {
                         Ok(0) | Err(_) => return,
