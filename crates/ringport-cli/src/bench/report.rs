@@ -76,6 +76,42 @@ pub struct CaseResult {
     pub servers: Vec<ServerResult>,
     /// First server's median over the second's (ringport / tokio).
     pub ratio: Option<Median>,
+    /// The first server's CPU per message over the second's, round by
+    /// round (each pair ran back to back, so a slow phase of the machine
+    /// tends to hit both): how far the rounds agree on the ratio.
+    pub paired_cpu_ratio: Option<Spread>,
+}
+
+/// The median and range of some values.
+///
+/// ```text
+/// CPU µs/msg ringport/tokio, paired by round: median 0.97, range 0.91–1.04 (5 rounds)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Spread {
+    /// Median.
+    pub median: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// How many values.
+    pub n: usize,
+}
+
+impl Spread {
+    /// The spread of `v`; `None` when it is empty.
+    pub fn of(v: Vec<f64>) -> Option<Spread> {
+        let min = v.iter().copied().reduce(f64::min)?;
+        let max = v.iter().copied().reduce(f64::max)?;
+        let n = v.len();
+        Some(Spread {
+            median: median(v),
+            min,
+            max,
+            n,
+        })
+    }
 }
 
 impl CaseResult {
@@ -98,6 +134,7 @@ impl CaseResult {
                 })
                 .collect(),
             ratio: None,
+            paired_cpu_ratio: None,
         }
     }
 
@@ -120,6 +157,7 @@ impl CaseResult {
             };
         }
         if let [a, b, ..] = &self.servers[..] {
+            self.paired_cpu_ratio = Spread::of(paired_ratios(&a.rounds, &b.rounds));
             let (a, b) = (&a.median, &b.median);
             let q = |x: f64, y: f64| if y > 0.0 { x / y } else { f64::NAN };
             self.ratio = Some(Median {
@@ -135,6 +173,16 @@ impl CaseResult {
             });
         }
     }
+}
+
+/// `a`'s CPU per message over `b`'s, round by round (rounds both ran,
+/// skipping any with no messages).
+fn paired_ratios(a: &[RoundResult], b: &[RoundResult]) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.cpu_us_per_msg > 0.0 && y.cpu_us_per_msg > 0.0)
+        .map(|(x, y)| x.cpu_us_per_msg / y.cpu_us_per_msg)
+        .collect()
 }
 
 /// The median of some values (the mean of the middle two for an even count).
@@ -280,6 +328,15 @@ impl Results {
                 t.push('\n');
             }
         }
+        for c in &self.cases {
+            if let (Some(p), [a, b, ..]) = (&c.paired_cpu_ratio, &c.servers[..]) {
+                let _ = writeln!(
+                    t,
+                    "{}: {who} CPU µs/msg {}/{} paired by round: median {:.2}, range {:.2}–{:.2} ({} rounds)",
+                    c.label, a.server, b.server, p.median, p.min, p.max, p.n
+                );
+            }
+        }
         let rounds: Vec<f64> = self
             .cases
             .iter()
@@ -303,12 +360,43 @@ impl Results {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use super::{median, paired_ratios, RoundResult, Spread};
 
     #[test]
     fn medians() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(median(vec![]).is_nan());
+    }
+
+    fn round(cpu_us_per_msg: f64) -> RoundResult {
+        RoundResult {
+            msgs_per_s: 1.0,
+            p99_us: 1.0,
+            p50_us: 1.0,
+            max_us: 1.0,
+            server_cpu_s: 1.0,
+            server_cpu_share: 1.0,
+            cpu_us_per_msg,
+            ctx_switches_per_msg: 0.0,
+            syscalls_per_msg: None,
+            msgs: 1,
+            errors: 0,
+            window_s: 1.0,
+            steal_share: 0.0,
+        }
+    }
+
+    #[test]
+    fn ratios_are_paired_round_by_round() {
+        // Each round's pair gives one ratio; a round where one side
+        // echoed nothing gives none.
+        let a = [round(1.0), round(4.0), round(0.0)];
+        let b = [round(2.0), round(4.0), round(3.0)];
+        let r = paired_ratios(&a, &b);
+        assert_eq!(r, vec![0.5, 1.0]);
+        let s = Spread::of(r).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (0.75, 0.5, 1.0, 2));
+        assert_eq!(Spread::of(vec![]), None);
     }
 }
