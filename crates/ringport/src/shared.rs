@@ -557,18 +557,12 @@ fn decide(
     pooled: Option<Vec<u8>>,
     closed: bool,
 ) -> Next {
-    let stopping = closed
-        || op.cancelled
-        || op
-            .handle
-            .as_ref()
-            .is_some_and(|h| h.closed.load(Ordering::Acquire));
     match op.kind {
         OpKind::SendAll if res > 0 => {
             op.pos += res as usize;
             if op.pos >= op.buf.as_ref().map_or(0, Vec::len) {
                 Next::Final(res)
-            } else if stopping {
+            } else if is_stopping(op, closed) {
                 // Cut short: the bytes already sent are lost to the caller's
                 // view, as with any cancelled send.
                 Next::Final(-libc::ECANCELED)
@@ -578,13 +572,14 @@ fn decide(
         }
         OpKind::Accept if op.multishot => {
             if res < 0 {
+                let stopping = is_stopping(op, closed);
                 return Next::Final(if stopping { -libc::ECANCELED } else { res });
             }
             let accepted = op.accepted.take();
-            emit_more(id, op, 0, None, accepted, more, stopping)
+            emit_more(id, op, 0, None, accepted, more, closed)
         }
         OpKind::Accept if res >= 0 && op.buf.is_some() && !op.first_data_started => {
-            if stopping {
+            if is_stopping(op, closed) {
                 // The accepted socket is closed when the op is dropped.
                 return Next::Final(-libc::ECANCELED);
             }
@@ -594,7 +589,7 @@ fn decide(
         OpKind::RecvPooled => {
             if res == -libc::ENOBUFS {
                 // Out of provided buffers: repost, unless it was stopping.
-                return if stopping {
+                return if is_stopping(op, closed) {
                     Next::Final(-libc::ECANCELED)
                 } else {
                     Next::Restart
@@ -603,16 +598,30 @@ fn decide(
             if res <= 0 {
                 return Next::Final(res);
             }
-            emit_more(id, op, res as usize, pooled, None, more, stopping)
+            emit_more(id, op, res as usize, pooled, None, more, closed)
         }
         _ => Next::Final(res),
     }
 }
 
+/// Whether the op was asked to stop: the port is closing, the op was
+/// cancelled or its handle closed. Asked only where the answer changes
+/// what happens, not for every completion: at many connections the
+/// handle's flag is a cache miss of its own.
+fn is_stopping(op: &OpData, closed: bool) -> bool {
+    closed
+        || op.cancelled
+        || op
+            .handle
+            .as_ref()
+            .is_some_and(|h| h.closed.load(Ordering::Acquire))
+}
+
 /// One result of an op that stays posted (pooled receive, multishot accept).
 /// Such completions always say `more`: the op ends with a final completion
 /// (end of stream, error or cancellation) of its own. `kernel_more` says
-/// whether the kernel keeps the op armed; if not, the port re-arms it.
+/// whether the kernel keeps the op armed; if not, the port re-arms it
+/// unless the op was asked to stop (`closed`: the port is closing).
 fn emit_more(
     id: OpId,
     op: &mut OpData,
@@ -620,7 +629,7 @@ fn emit_more(
     buf: Option<Vec<u8>>,
     accepted: Option<Box<crate::completion::Accepted>>,
     kernel_more: bool,
-    stopping: bool,
+    closed: bool,
 ) -> Next {
     let c = Completion {
         key: op.key,
@@ -634,10 +643,12 @@ fn emit_more(
         seq: op.seq,
     };
     op.seq += 1;
-    match (kernel_more, stopping) {
-        (true, _) => Next::Emit(c),
-        (false, false) => Next::EmitRestart(c),
-        (false, true) => Next::EmitThenFinal(c),
+    if kernel_more {
+        Next::Emit(c)
+    } else if is_stopping(op, closed) {
+        Next::EmitThenFinal(c)
+    } else {
+        Next::EmitRestart(c)
     }
 }
 
