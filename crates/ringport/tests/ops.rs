@@ -24,6 +24,7 @@ both_backends!(
     several_sends_keep_their_order,
     recv_and_send_outstanding_at_once,
     recv_pooled_delivers_chunks_then_end_of_stream,
+    recv_pooled_sees_end_of_stream_queued_behind_data,
     read_at_and_write_at_on_a_file,
     timeouts_fire_in_deadline_order,
     cancel_returns_the_buffer,
@@ -305,6 +306,48 @@ fn recv_pooled_delivers_chunks_then_end_of_stream(kind: BackendKind) {
     drop(client);
     let c = next(&port);
     assert_eq!((c.result().unwrap(), c.more(), c.seq()), (0, false, seq));
+    assert_eq!(port.outstanding(), 0);
+}
+
+/// Data and the peer's FIN both wait in the socket, and the port has
+/// already seen their event, before the pooled receive is posted: a short
+/// read must not make the port stop reading there (on epoll no further
+/// edge would come for the end of stream).
+fn recv_pooled_sees_end_of_stream_queued_behind_data(kind: BackendKind) {
+    use std::os::fd::{AsFd, AsRawFd};
+    let Some(port) = port(kind, 1) else { return };
+    let (mut client, h) = pair(&port, 1);
+    let msg = pattern(7, 300);
+    client.write_all(&msg).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    // Wait until the server side has the FIN (POLLRDHUP), so both are
+    // queued when the receive starts.
+    let mut pfd = libc::pollfd {
+        fd: h.as_fd().as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; the descriptor stays open (the handle is
+    // alive) for the duration of the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, 20_000) };
+    assert_eq!(n, 1, "the FIN reached the server side");
+    // Let the port take the socket's event (a timer completes only through
+    // a poll), so no event is left to come when the receive starts.
+    port.timeout(Duration::from_millis(1), 9, 9).unwrap();
+    assert_eq!(next(&port).kind(), OpKind::Timeout);
+    let id = port.recv_pooled(&h, 5).unwrap();
+    let mut got = Vec::new();
+    loop {
+        let mut c = next(&port);
+        assert_eq!((c.kind(), c.id()), (OpKind::RecvPooled, id));
+        if !c.more() {
+            assert_eq!(c.result().unwrap(), 0, "end of stream");
+            break;
+        }
+        got.extend_from_slice(c.data());
+        port.recycle(c.take_buf().unwrap());
+    }
+    assert_eq!(got, msg);
     assert_eq!(port.outstanding(), 0);
 }
 

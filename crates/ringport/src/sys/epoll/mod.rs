@@ -10,8 +10,11 @@
 //!   one lock, a `ready` flag per direction and the queues. `start` tries and
 //!   queues under that lock; the event handler sets the flag and drains the
 //!   queue under it. A flag is cleared only by an `EAGAIN` seen under the
-//!   lock, and any readiness after that `EAGAIN` raises a new edge, whose
-//!   handler will find the queued op. `start` skips the futile syscall while
+//!   lock, or by a pooled receive's read that did not fill its buffer (the
+//!   socket was emptied; as tokio does, this saves the `EAGAIN` read per
+//!   message), and any readiness after that raises a new edge, whose
+//!   handler will find the queued op. After a hang-up event short reads do
+//!   not clear it: the end of stream would raise no further edge. `start` skips the futile syscall while
 //!   the flag is clear (but always tries a connect that has not begun).
 //! * **Reporting in order, without re-entrancy.** Results are appended to the
 //!   descriptor's `reports` under the lock and handed to the front end
@@ -224,6 +227,15 @@ impl Driver {
                     self.push_final(reg, st, id, res);
                 }
                 Outcome::Chunk(n, buf) => {
+                    // A read that did not fill the buffer emptied the
+                    // socket, so the next one would only say EAGAIN: skip
+                    // it until the next edge (data arriving after this read
+                    // raises one, and its handler needs this lock). Not
+                    // after a hang-up event: the end of stream behind the
+                    // data raises no further edge.
+                    if buf.len() < buf.capacity() && !st.hung_up {
+                        st.ready[dir] = false;
+                    }
                     st.reports.push(Report {
                         id,
                         res: n,
@@ -288,7 +300,11 @@ impl Driver {
     fn on_event(&self, sh: &Shared, reg: &Arc<Registration>, events: u32) {
         let rd = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         let wr = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        let hup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         let mut st = reg.state.lock();
+        if events & hup != 0 {
+            st.hung_up = true;
+        }
         if events & rd != 0 {
             st.ready[READ] = true;
         }

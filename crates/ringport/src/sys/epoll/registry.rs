@@ -41,8 +41,9 @@ pub(crate) struct Report {
 /// docs of `epoll` for the lost-wake-up argument.
 #[derive(Default)]
 pub(crate) struct RegState {
-    /// Per direction: false once a syscall said `EAGAIN` and no event came
-    /// since. True initially (unknown).
+    /// Per direction: false once a syscall said `EAGAIN` (or a pooled
+    /// receive emptied the socket) and no event came since. True initially
+    /// (unknown).
     pub ready: [bool; 2],
     /// Per direction: ops waiting for readiness, first in first out.
     pub queue: [VecDeque<OpId>; 2],
@@ -50,6 +51,10 @@ pub(crate) struct RegState {
     pub reports: Vec<Report>,
     /// Some thread is reporting `reports` (outside the lock).
     pub reaping: bool,
+    /// An event said the peer hung up or the socket failed (sticky, like
+    /// the condition): reads go on until one returns end of stream or an
+    /// error, never stopping at a short read.
+    pub hung_up: bool,
 }
 
 /// A descriptor known to the epoll instance.
