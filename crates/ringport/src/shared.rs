@@ -572,8 +572,11 @@ fn decide(
         }
         OpKind::Accept if op.multishot => {
             if res < 0 {
-                let stopping = is_stopping(op, closed);
-                return Next::Final(if stopping { -libc::ECANCELED } else { res });
+                return Next::Final(if is_stopping(op, closed) {
+                    -libc::ECANCELED
+                } else {
+                    res
+                });
             }
             let accepted = op.accepted.take();
             emit_more(id, op, 0, None, accepted, more, closed)

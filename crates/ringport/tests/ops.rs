@@ -327,9 +327,10 @@ fn recv_pooled_sees_end_of_stream_queued_behind_data(kind: BackendKind) {
         events: libc::POLLRDHUP,
         revents: 0,
     };
+    let limit_ms = LIMIT.map_or(-1, |d| d.as_millis() as i32);
     // SAFETY: one valid pollfd; the descriptor stays open (the handle is
     // alive) for the duration of the call.
-    let n = unsafe { libc::poll(&mut pfd, 1, 20_000) };
+    let n = unsafe { libc::poll(&mut pfd, 1, limit_ms) };
     assert_eq!(n, 1, "the FIN reached the server side");
     // Let the port take the socket's event (a timer completes only through
     // a poll), so no event is left to come when the receive starts.

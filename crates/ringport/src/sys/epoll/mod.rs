@@ -14,8 +14,9 @@
 //!   socket was emptied; as tokio does, this saves the `EAGAIN` read per
 //!   message), and any readiness after that raises a new edge, whose
 //!   handler will find the queued op. After a hang-up event short reads do
-//!   not clear it: the end of stream would raise no further edge. `start` skips the futile syscall while
-//!   the flag is clear (but always tries a connect that has not begun).
+//!   not clear it: the end of stream would raise no further edge. `start`
+//!   skips the futile syscall while the flag is clear (but always tries a
+//!   connect that has not begun).
 //! * **Reporting in order, without re-entrancy.** Results are appended to the
 //!   descriptor's `reports` under the lock and handed to the front end
 //!   ([`super::reap`]) after it is released, by whichever thread finds no one
