@@ -82,7 +82,7 @@ mod sys;
 pub use builder::{BackendKind, Builder};
 pub use completion::{Accepted, Completion, GetError, OpId, OpKind};
 pub use handle::Handle;
-pub use port::{Blocking, CompletionPort};
+pub use port::{Batch, Blocking, CompletionPort};
 
 /// The local address of an associated socket (`getsockname`).
 ///

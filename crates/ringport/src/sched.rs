@@ -313,18 +313,6 @@ pub(crate) fn unmark(id: u64) -> Option<bool> {
         .flatten()
 }
 
-/// Whether this thread holds a running slot of `port`.
-pub(crate) fn is_running(id: u64) -> bool {
-    RUNNING
-        .try_with(|r| {
-            r.borrow()
-                .0
-                .iter()
-                .any(|e| e.0 == id && e.2 == Role::Running)
-        })
-        .unwrap_or(false)
-}
-
 /// Switches this thread's entry between running and blocking; returns whether
 /// it changed.
 pub(crate) fn set_blocking(id: u64, blocking: bool) -> bool {

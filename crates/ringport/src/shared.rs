@@ -75,9 +75,37 @@ impl Shared {
 
     // ---- dequeue -------------------------------------------------------
 
-    /// Whether the calling thread is polling this port right now.
+    /// Whether the calling thread is polling this port right now. Requests
+    /// it queues while reaping may wait for the end of the reap, where the
+    /// backend submits them.
     pub(crate) fn polling_here(&self) -> bool {
         POLLING.with(|p| p.get()) == self.id
+    }
+
+    /// Whether the calling thread holds a [`Batch`](crate::Batch) of this
+    /// port: its posts may wait for the batch's end.
+    fn batching_here(&self) -> bool {
+        BATCHING.with(|b| b.get()) == self.id
+    }
+
+    /// Starts a batch on this thread; false if it already batches (for this
+    /// or another port: then posts submit at once, as without a batch).
+    pub(crate) fn begin_batch(&self) -> bool {
+        BATCHING.with(|b| {
+            let free = b.get() == 0;
+            if free {
+                b.set(self.id);
+            }
+            free
+        })
+    }
+
+    /// Ends this thread's batch and submits what it held back.
+    pub(crate) fn end_batch(&self) {
+        BATCHING.with(|b| b.set(0));
+        if let Err(e) = self.driver.flush() {
+            tracing::warn!("submitting a batch failed: {e}");
+        }
     }
 
     pub(crate) fn notify(&self) {
@@ -290,11 +318,13 @@ impl Shared {
                 // Started by `release_lane` when the ops ahead of it are done.
                 let id = self.arena.insert(op).ok_or_else(full)?;
                 q.waiting.push_back(id);
+                drop(lanes);
+                self.progress();
                 return Ok(id);
             }
             q.busy = true;
         }
-        let Some(id) = self.driver.start_new(self, op, sched::is_running(self.id)) else {
+        let Some(id) = self.driver.start_new(self, op, self.batching_here()) else {
             if let Some((h, lane)) = lane {
                 // Pass the lane on to whatever queued behind it meanwhile.
                 self.release_lane(h, lane);
@@ -305,6 +335,30 @@ impl Shared {
             self.cancel(id);
         }
         Ok(id)
+    }
+
+    /// Reaps what is ready, without waiting, when no thread is waiting in
+    /// the kernel to do it: an op queued behind one the kernel has already
+    /// finished (the second of two sends, the first of which went out at
+    /// once) then starts now, though the posting thread may not dequeue for
+    /// a long time. While a thread waits in the kernel, the finished op's
+    /// completion wakes it and it does the same.
+    fn progress(&self) {
+        if self.polling_here() || !self.driver.can_poll_here() || !self.sched.try_poller() {
+            return;
+        }
+        POLLING.with(|p| p.set(self.id));
+        let polled = self.driver.poll(self, Some(Duration::ZERO));
+        POLLING.with(|p| p.set(0));
+        self.sched.release_poller();
+        if self.direct {
+            // Not this thread's `get`: what it reaped goes to the queue.
+            REAPED.with(|r| self.sched.queue.push_all(&mut r.borrow_mut()));
+        }
+        if let Err(e) = polled {
+            tracing::debug!("reaping for a queued operation failed: {e}");
+        }
+        self.notify();
     }
 
     /// Cancels one op: a queued one completes at once, a started one when the
@@ -379,11 +433,11 @@ impl Shared {
             return;
         }
         match next {
-            Next::Restart => self.driver.start(self, id, true),
+            Next::Restart => self.driver.start(self, id, self.polling_here()),
             Next::Emit(c) => self.deliver(c),
             Next::EmitRestart(c) => {
                 self.deliver(c);
-                self.driver.start(self, id, true);
+                self.driver.start(self, id, self.polling_here());
             }
             Next::EmitThenFinal(c) => {
                 self.deliver(c);
@@ -444,7 +498,7 @@ impl Shared {
             if h.closed.load(Ordering::Acquire) || self.sched.is_closed() {
                 self.complete(next, -libc::ECANCELED, false, None);
             } else {
-                self.driver.start(self, next, true);
+                self.driver.start(self, next, self.polling_here());
             }
         }
     }
@@ -536,6 +590,8 @@ impl Drop for Shared {
 thread_local! {
     /// The id of the port this thread is polling, 0 if none.
     static POLLING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// The id of the port this thread holds a `Batch` of, 0 if none.
+    static BATCHING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// What this thread's poll of a single-thread port reaped (see
     /// `Shared::direct`); emptied before the poll's `get` returns.
     static REAPED: std::cell::RefCell<Vec<Completion>> =

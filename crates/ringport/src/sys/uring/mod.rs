@@ -3,11 +3,14 @@
 //! One ring per port, set up with `COOP_TASKRUN | TASKRUN_FLAG` (no
 //! inter-processor interrupt per completion) and a completion queue eight
 //! times the submission queue. Any thread may push SQEs (under a short lock
-//! that covers only the copy into the ring); only the poller reaps. A thread
-//! that runs a completion defers its submissions: they go to the kernel with
-//! the poller's next `io_uring_enter`, so one syscall submits a whole batch
-//! and waits. Pooled receives are multishot receives into a provided-buffer
-//! ring, so idle connections hold no buffer.
+//! that covers only the copy into the ring); only the poller reaps. A request
+//! is submitted when it is pushed (the I/O starts inside the call that posts
+//! it, as `WSASend` does), unless its caller guarantees a flush: a batch
+//! (`CompletionPort::batch`) submits when it ends, and requests the poller
+//! queues while reaping (the rest of a partial send, the next send of a
+//! lane) go with one submission at the end of its reap. Pooled receives are
+//! multishot receives into a provided-buffer ring, so idle connections hold
+//! no buffer.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -95,8 +98,9 @@ pub(crate) struct Driver {
     owner: Option<Owner>,
     /// The registered file table, if the kernel gave us one.
     files: Option<FileTable>,
-    /// A table entry was cleared while reaping: submit before returning.
-    submit_after_reap: AtomicBool,
+    /// Requests were queued with `defer`: the next `flush` (or the end of
+    /// a reap) submits them.
+    unsubmitted: AtomicBool,
     /// Most bytes one pooled-receive completion carries.
     recv_len: u32,
     /// `Builder::coalesce`, where the kernel has min-timeout waits:
@@ -127,7 +131,7 @@ impl Driver {
             wake_pending: AtomicBool::new(false),
             owner,
             files,
-            submit_after_reap: AtomicBool::new(false),
+            unsubmitted: AtomicBool::new(false),
             recv_len: clamp_len(b.pool_buf_size),
             coalesce,
         })
@@ -156,7 +160,7 @@ impl Driver {
         if owner.claim()? {
             self.ring.submitter().register_enable_rings()?;
             let rearm = owner.rearm(WAKE);
-            self.push(rearm, true);
+            self.push_lazy(rearm);
         }
         Ok(())
     }
@@ -174,27 +178,38 @@ impl Driver {
     }
 
     /// Copies `entry` into the submission queue (or, when it is full and
-    /// only the owner may submit, the backlog); submits now unless `defer`.
+    /// only the owner may submit, the backlog) and submits it now, unless
+    /// `defer`: then the caller guarantees a [`flush`](Self::flush) (at the
+    /// end of a batch, or the poller's own at the end of its reap).
     fn push(&self, entry: squeue::Entry, defer: bool) {
-        let backlogged = {
-            let mut backlog = self.sq.lock();
-            // SAFETY: `self.sq` is held, so this is the only SubmissionQueue
-            // view of the ring; every pointer in `entry` refers to op-table
-            // memory, a buffer's heap block or a static that stays put until
-            // the op's CQE is reaped (see `lower`).
-            let pushed =
-                backlog.is_empty() && unsafe { self.ring.submission_shared().push(&entry) }.is_ok();
-            if !pushed {
-                backlog.push(entry);
-                if self.may_enter() {
-                    self.drain_backlog(&mut backlog);
-                }
-            }
-            !backlog.is_empty()
-        };
-        if !defer || backlogged {
+        let backlogged = self.push_lazy(entry);
+        if defer && !backlogged {
+            self.unsubmitted.store(true, Ordering::Release);
+        } else {
             self.submit_now();
         }
+    }
+
+    /// Copies `entry` into the submission queue without submitting it: it
+    /// goes to the kernel with whatever is submitted next. For requests
+    /// that need not start at once (a table update ahead of a handle's
+    /// first operation, the owner's wake-up read). Returns whether requests
+    /// wait in the backlog, which only a submission moves on.
+    fn push_lazy(&self, entry: squeue::Entry) -> bool {
+        let mut backlog = self.sq.lock();
+        // SAFETY: `self.sq` is held, so this is the only SubmissionQueue
+        // view of the ring; every pointer in `entry` refers to op-table
+        // memory, a buffer's heap block or a static that stays put until
+        // the op's CQE is reaped (see `lower`).
+        let pushed =
+            backlog.is_empty() && unsafe { self.ring.submission_shared().push(&entry) }.is_ok();
+        if !pushed {
+            backlog.push(entry);
+            if self.may_enter() {
+                self.drain_backlog(&mut backlog);
+            }
+        }
+        !backlog.is_empty()
     }
 
     /// Moves backlogged requests into the submission queue, submitting to
@@ -305,8 +320,18 @@ impl Driver {
                 let buf = op.buf.as_ref()?;
                 let rest = &buf[op.pos.min(buf.len())..];
                 let (ptr, len) = (rest.as_ptr(), clamp_len(rest.len()));
+                // A send-all asks the kernel to continue partial sends
+                // itself (stream sockets), so the rest goes out without
+                // waiting for a thread to reap the partial result; the
+                // port still continues what the kernel returns short (an
+                // error or signal cut it).
+                let flags = if op.kind == OpKind::SendAll {
+                    libc::MSG_NOSIGNAL | libc::MSG_WAITALL
+                } else {
+                    libc::MSG_NOSIGNAL
+                };
                 on_target!(target?, fd => opcode::Send::new(fd, ptr, len)
-                    .flags(libc::MSG_NOSIGNAL)
+                    .flags(flags)
                     .build())
             }
             OpKind::ReadAt => {
@@ -329,11 +354,12 @@ impl Driver {
         Some(entry)
     }
 
-    /// Reaps what is ready, then submits what reaping queued that must
-    /// not wait for the next poll.
+    /// Reaps what is ready, then submits what reaping queued (the rest of
+    /// a send, the next send of a lane, a cleared table entry): none of it
+    /// may wait for a next poll that nobody may make soon.
     fn reap(&self, sh: &Shared) -> io::Result<()> {
         self.reap_ready(sh);
-        if self.submit_after_reap.swap(false, Ordering::Relaxed) {
+        if self.unsubmitted.swap(false, Ordering::AcqRel) {
             ignore_transient(self.ring.submit())?;
         }
         Ok(())
@@ -365,7 +391,8 @@ impl Driver {
                     WAKE => {
                         self.wake_pending.store(false, Ordering::Release);
                         if let Some(owner) = &self.owner {
-                            self.push(owner.rearm(WAKE), true);
+                            // With the owner's next enter: it is awake.
+                            self.push_lazy(owner.rearm(WAKE));
                         }
                         continue;
                     }
@@ -432,7 +459,9 @@ impl super::Backend for Driver {
         if let Some(entry) = self.files.as_ref().and_then(|t| t.set(fd)) {
             // Ahead of the handle's first operation in the queue; submitted
             // with it.
-            self.push(entry.user_data(IGNORE), true);
+            if self.push_lazy(entry.user_data(IGNORE)) {
+                self.submit_now();
+            }
             handle.sys.uring.fixed.store(true, Ordering::Relaxed);
         }
         Ok(())
@@ -442,15 +471,9 @@ impl super::Backend for Driver {
         if handle.sys.uring.fixed.load(Ordering::Relaxed) {
             // The table holds a reference to the socket: the connection is
             // closed only once the entry is cleared, so submit now (the
-            // poller does at the end of its poll).
-            let polling = sh.polling_here();
-            self.push(
-                FileTable::clear(handle.fd.as_raw_fd()).user_data(IGNORE),
-                polling,
-            );
-            if polling {
-                self.submit_after_reap.store(true, Ordering::Relaxed);
-            }
+            // poller does at the end of its reap).
+            let entry = FileTable::clear(handle.fd.as_raw_fd()).user_data(IGNORE);
+            self.push(entry, sh.polling_here());
         }
     }
 
@@ -483,6 +506,9 @@ impl super::Backend for Driver {
     }
 
     fn flush(&self) -> io::Result<()> {
+        if !self.unsubmitted.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
         if self.may_enter() {
             self.take_backlog();
             ignore_transient(self.ring.submit())
