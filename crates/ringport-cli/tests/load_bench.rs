@@ -17,30 +17,60 @@ fn echo_server(corrupt: bool) -> SocketAddr {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            std::thread::spawn(move || echo_conn(stream, corrupt));
+            std::thread::spawn(move || echo_conn(stream, corrupt.then_some(9)));
         }
     });
     addr
 }
 
-fn echo_conn(mut s: TcpStream, corrupt: bool) {
+/// Echoes until the peer closes (see `echo`).
+fn echo_conn(mut s: TcpStream, corrupt_at: Option<usize>) {
+    echo(&mut s, corrupt_at, usize::MAX);
+}
+
+/// Echoes until `limit` bytes are echoed or the peer closes, flipping one
+/// bit of byte `corrupt_at` (counted over the connection).
+fn echo(s: &mut TcpStream, corrupt_at: Option<usize>, limit: usize) {
     // Bounded: a stuck connection ends on its own.
     s.set_read_timeout(Some(Duration::from_secs(30))).ok();
     let mut buf = [0u8; 8192];
     let mut total = 0usize;
-    loop {
+    while total < limit {
         let n = match s.read(&mut buf) {
             Ok(0) | Err(_) => return,
-            Ok(n) => n,
+            Ok(n) => n.min(limit - total),
         };
-        if corrupt && total <= 9 && total + n > 9 {
-            buf[9 - total] ^= 0x20;
+        if let Some(at) = corrupt_at.filter(|&at| total <= at && total + n > at) {
+            buf[at - total] ^= 0x20;
         }
         total += n;
         if s.write_all(&buf[..n]).is_err() {
             return;
         }
     }
+}
+
+/// Reads and drops everything until the peer closes; never writes.
+fn swallow(mut s: TcpStream) {
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut buf = [0u8; 8192];
+    // Bounded by the read timeout and by the peer closing at its exit.
+    while let Ok(1..) = s.read(&mut buf) {}
+}
+
+/// A server on 127.0.0.1:0 that hands each of its first `max` connections
+/// (numbered from 0) to `serve` on a thread of its own, then stops
+/// listening.
+fn server(max: usize, serve: fn(usize, TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().take(max).enumerate() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || serve(i, stream));
+        }
+    });
+    addr
 }
 
 /// Runs the binary with a hard time limit.
@@ -275,4 +305,213 @@ fn bench_ranks_the_load_generators() {
         assert!(m["cpu_us_per_msg"].as_f64().unwrap() > 0.0, "{s}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A short `ringport load` run against `addr` with `extra` flags.
+fn short_load(addr: SocketAddr, extra: &[&str]) -> Output {
+    let addr = addr.to_string();
+    let mut args = vec!["load", "--addr", &addr, "--size", "64"];
+    args.extend_from_slice(extra);
+    ringport(&args, Duration::from_secs(30))
+}
+
+/// A server that accepts and never answers: the load says no echo came
+/// back, from how many connections, and fails (both modes).
+#[test]
+fn load_says_no_echo_came_back_from_a_silent_server() {
+    let addr = server(3, |_, s| swallow(s));
+    let out = short_load(
+        addr,
+        &["--conns", "3", "--duration", "0.5", "--warmup", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains("ringport load: no echo came back from 3 of 3 connections"),
+        "stderr: {}",
+        stderr(&out)
+    );
+    // No latency line for messages that never came back.
+    assert!(!stdout(&out).contains("latency"), "{}", stdout(&out));
+
+    // Churn starts its window before the connections are up.
+    let addr = server(2, |_, s| swallow(s));
+    let flags = ["--mode", "churn", "--conns", "2", "--duration", "0.5"];
+    let out = short_load(addr, &[&flags[..], &["--warmup", "0", "--json"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["no_echo"], 2, "{v}");
+    assert!(v["latency"].is_null(), "{v}");
+    assert_eq!(
+        v["failures"][0], "no echo came back from 2 of 2 connections in the 0.50 s window",
+        "{v}"
+    );
+}
+
+/// A server that answers one connection and ignores the others fails the
+/// run, though messages were verified.
+#[test]
+fn load_names_the_connections_a_server_ignores() {
+    let addr = server(4, |i, s| {
+        if i == 0 {
+            echo_conn(s, None);
+        } else {
+            swallow(s);
+        }
+    });
+    let flags = ["--conns", "4", "--duration", "0.5", "--warmup", "0"];
+    let out = short_load(addr, &[&flags[..], &["--json"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = json(&out);
+    assert!(v["msgs"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["no_echo"], 3, "{v}");
+    assert!(
+        stderr(&out).contains("ringport load: no echo came back from 3 of 4 connections"),
+        "stderr: {}",
+        stderr(&out)
+    );
+}
+
+/// A mismatch 300 messages into the window: the window is as long as it
+/// really was, and there are no rates (not msgs over a nanosecond).
+#[test]
+fn load_gives_no_rates_when_a_mismatch_cuts_the_window_short() {
+    let addr = server(1, |_, s| echo_conn(s, Some(64 * 300)));
+    let flags = ["--conns", "1", "--duration", "5", "--warmup", "0"];
+    let out = short_load(addr, &[&flags[..], &["--json"]].concat());
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["msgs"], 300, "{v}");
+    assert!(v["msgs_per_s"].is_null(), "{v}");
+    assert!(v["mib_per_s"].is_null(), "{v}");
+    let window = v["window_s"].as_f64().unwrap();
+    assert!(window > 1e-6 && window < 5.0, "{v}");
+    let why = v["stopped_early"].as_str().unwrap();
+    assert!(
+        why.contains("into the 5.00 s window: echo mismatch"),
+        "{why}"
+    );
+    assert!(stderr(&out).contains("ECHO MISMATCH"), "{}", stderr(&out));
+
+    let addr = server(1, |_, s| echo_conn(s, Some(64 * 300)));
+    let out = short_load(addr, &flags);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("cut short") && text.contains("no rates: stopped") && !text.contains("/s"),
+        "{text}"
+    );
+}
+
+/// A mismatch in the warm-up: no window at all, and the report says so.
+#[test]
+fn load_reports_no_window_when_it_stops_in_the_warm_up() {
+    let addr = server(1, |_, s| echo_conn(s, Some(9)));
+    let flags = ["--conns", "1", "--duration", "1", "--warmup", "5", "--json"];
+    let out = short_load(addr, &flags);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let v = json(&out);
+    assert!(v["window_s"].is_null(), "{v}");
+    assert!(v["msgs_per_s"].is_null(), "{v}");
+    assert_eq!(
+        v["stopped_early"], "stopped during the warm-up, before the measured window: echo mismatch",
+        "{v}"
+    );
+}
+
+/// Nothing listens: the load says every connect was refused, in both
+/// modes, and prints no window of 0.00 s.
+#[test]
+fn load_says_the_connections_were_refused() {
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().unwrap()
+    }; // closed: connects to it are refused
+    let out = short_load(addr, &["--conns", "3", "--duration", "0.5"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out)
+            .contains("ringport load: 3 of 3 connections failed: 3 × connect: Connection refused"),
+        "stderr: {}",
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("no measured window")
+            && text.contains("stopped while connecting")
+            && !text.contains("0.00 s"),
+        "{text}"
+    );
+
+    let flags = ["--mode", "churn", "--conns", "2", "--duration", "0.3"];
+    let out = short_load(addr, &[&flags[..], &["--warmup", "0"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("connection attempts failed: ")
+            && err.contains(" × connect: Connection refused"),
+        "stderr: {err}"
+    );
+}
+
+/// The server echoes 50 messages on each connection, then closes it: the
+/// load says so, and gives no rates over the window it cut short.
+#[test]
+fn load_says_the_server_closed_the_connections() {
+    let addr = server(2, |_, mut s| {
+        echo(&mut s, None, 64 * 50);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        swallow(s);
+    });
+    let flags = ["--conns", "2", "--duration", "5", "--warmup", "0", "--json"];
+    let out = short_load(addr, &flags);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["errors"], 2, "{v}");
+    assert_eq!(
+        v["failures"][0], "2 of 2 connections failed: 2 × the server closed the connection",
+        "{v}"
+    );
+    assert!(v["msgs_per_s"].is_null(), "{v}");
+    let why = v["stopped_early"].as_str().unwrap();
+    assert!(why.ends_with("s window: every connection failed"), "{why}");
+    assert!(v["window_s"].as_f64().unwrap() < 5.0, "{v}");
+}
+
+/// The server echoes 20 messages on each connection, then reads on but
+/// never answers again (the connections stay open): the load says the
+/// echoes stopped, though it verified messages.
+#[test]
+fn load_says_when_the_echoes_stop() {
+    let addr = server(2, |_, mut s| {
+        echo(&mut s, None, 64 * 20);
+        swallow(s);
+    });
+    let flags = [
+        "--conns",
+        "2",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--json",
+    ];
+    let out = short_load(addr, &flags);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let v = json(&out);
+    assert_eq!(v["msgs"], 40, "{v}");
+    assert_eq!(v["stalled"], 2, "{v}");
+    let f = v["failures"][0].as_str().unwrap();
+    assert!(
+        f.starts_with("echoes stopped coming back on 2 of 2 connections"),
+        "{f}"
+    );
 }

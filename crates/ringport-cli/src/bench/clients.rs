@@ -59,7 +59,18 @@ pub fn run_one(
                     // One message in flight, as the epoll client keeps.
                     let cfg = super::load_config(a, p, case, s, 1);
                     let r = load::run_load(&cfg, &mut hook)?;
-                    (r.msgs, r.window_s, r.msgs_per_s, r.latency, r.mismatch)
+                    if r.mismatch.is_none() {
+                        if let Some(why) = r.stopped_early {
+                            anyhow::bail!("the {} {why}", CLIENTS[which]);
+                        }
+                    }
+                    (
+                        r.msgs,
+                        r.window_s.unwrap_or(0.0),
+                        r.msgs_per_s.unwrap_or(0.0),
+                        r.latency.unwrap_or_default(),
+                        r.mismatch,
+                    )
                 } else {
                     let args = baseline::Args {
                         addr: s.addr,

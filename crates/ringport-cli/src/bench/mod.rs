@@ -413,6 +413,15 @@ fn run_one(
         case.conns,
         report.errors
     );
+    let (Some(window_s), Some(msgs_per_s)) = (report.window_s, report.msgs_per_s) else {
+        anyhow::bail!(
+            "the {} run {} ({})",
+            s.name,
+            report.stopped_early.as_deref().unwrap_or("gave no rates"),
+            report.failures.join("; ")
+        );
+    };
+    let latency = report.latency.unwrap_or_default();
     let (t0, c0, s0) = (
         samples[0].0.as_ref().map_err(clone_err)?,
         samples[0].1,
@@ -426,19 +435,19 @@ fn run_one(
     let cpu_s = t1.saturating_sub(*t0) as f64 / tick as f64;
     let msgs = report.msgs.max(1) as f64;
     Ok(RoundResult {
-        msgs_per_s: report.msgs_per_s,
-        p99_us: report.latency.p99_us,
-        p50_us: report.latency.p50_us,
-        max_us: report.latency.max_us,
+        msgs_per_s,
+        p99_us: latency.p99_us,
+        p50_us: latency.p50_us,
+        max_us: latency.max_us,
         server_cpu_s: cpu_s,
-        server_cpu_share: cpu_s / report.window_s.max(1e-9),
+        server_cpu_share: cpu_s / window_s.max(1e-9),
         cpu_us_per_msg: cpu_s * 1e6 / msgs,
         ctx_switches_per_msg: c1.saturating_sub(c0) as f64 / msgs,
         syscalls_per_msg: syscalls.map(|n| n as f64 / msgs),
         msgs: report.msgs,
         errors: report.errors,
-        window_s: report.window_s,
-        steal_share: s1.saturating_sub(s0) as f64 / tick as f64 / report.window_s.max(1e-9),
+        window_s,
+        steal_share: s1.saturating_sub(s0) as f64 / tick as f64 / window_s.max(1e-9),
     })
 }
 

@@ -9,7 +9,7 @@
 //! of `conns` slots connects, sends one message, reads it back, closes and
 //! starts over.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use rand::{RngCore, SeedableRng};
 use ringport::{Completion, CompletionPort, GetError, Handle, OpKind};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::stats::{Latency, Report};
+use super::stats::{secs, Latency, Report};
 use super::{Config, Mode};
 
 /// Moments the caller may want to act on (the bench samples the server's CPU
@@ -46,6 +46,11 @@ const BATCH: usize = 256;
 const SPAN: usize = 1 << 16;
 /// Errors logged individually before going quiet.
 const LOGGED_ERRORS: u64 = 5;
+/// Distinct error kinds counted by name; the rest are counted together.
+const ERROR_KINDS: usize = 32;
+/// Shortest wait for an echo that counts a connection as unanswered at the
+/// end of the window (otherwise half the window).
+const UNANSWERED_MIN: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Stage {
@@ -74,6 +79,8 @@ struct Conn {
     /// Messages the connection may still send now (pipeline slots).
     credits: usize,
     started: Option<Instant>,
+    /// Messages (churn: connections) completed in the window.
+    window_done: u64,
 }
 
 impl Conn {
@@ -108,9 +115,18 @@ struct Engine<'a> {
     /// Messages completed in any stage (for the progress line).
     done_total: u64,
     errors: u64,
+    /// `errors` by kind (the message without the connection number).
+    error_kinds: BTreeMap<String, u64>,
     up: usize,
+    /// `up` when the window began.
+    up_at_start: usize,
+    /// Echo: connections neither up nor failed when the window began (their
+    /// connect outlasted `CONNECT_LIMIT`).
+    connecting_at_start: usize,
     dead: usize,
     mismatch: Option<String>,
+    /// Why and where the run stopped before its window ended.
+    stopped_early: Option<String>,
     tokens: f64,
     last_refill: Instant,
     parked: VecDeque<usize>,
@@ -163,9 +179,13 @@ pub fn run_load(cfg: &Config, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<Rep
         msgs: 0,
         done_total: 0,
         errors: 0,
+        error_kinds: BTreeMap::new(),
         up: 0,
+        up_at_start: 0,
+        connecting_at_start: 0,
         dead: 0,
         mismatch: None,
+        stopped_early: None,
         tokens: 1.0,
         last_refill: now,
         parked: VecDeque::new(),
@@ -218,7 +238,7 @@ impl Engine<'_> {
                 self.on_completion(c, now)?;
             }
             if self.mismatch.is_some() {
-                self.stage = Stage::Done;
+                self.stop_early("echo mismatch", hook);
                 break;
             }
             self.advance(now, hook);
@@ -253,11 +273,7 @@ impl Engine<'_> {
     fn advance(&mut self, now: Instant, hook: &mut dyn FnMut(Phase)) {
         if self.cfg.mode == Mode::Echo && self.dead == self.conns.len() {
             tracing::error!("every connection failed; stopping");
-            if self.stage == Stage::Window {
-                hook(Phase::WindowEnd);
-                self.window = Some((self.stage_start, now));
-            }
-            self.stage = Stage::Done;
+            self.stop_early("every connection failed", hook);
             return;
         }
         let all_up = self.up + self.dead == self.conns.len();
@@ -274,6 +290,13 @@ impl Engine<'_> {
             self.stage_start = now;
         }
         if self.stage == Stage::Warmup && now >= self.deadline() {
+            for c in &mut self.conns {
+                c.window_done = 0;
+            }
+            self.up_at_start = self.up;
+            if self.cfg.mode == Mode::Echo {
+                self.connecting_at_start = self.conns.len() - self.up - self.dead;
+            }
             hook(Phase::WindowStart);
             self.stage = Stage::Window;
             // Sample after the hook, so the hook's own work is not counted.
@@ -286,7 +309,60 @@ impl Engine<'_> {
         }
     }
 
+    /// Ends the run before its window is over: `why` goes into the report
+    /// with where the run was.
+    fn stop_early(&mut self, why: &str, hook: &mut dyn FnMut(Phase)) {
+        let at = match self.stage {
+            Stage::Connecting => "while connecting, before the measured window".to_string(),
+            Stage::Warmup => "during the warm-up, before the measured window".to_string(),
+            Stage::Window => {
+                let end = Instant::now();
+                hook(Phase::WindowEnd);
+                self.window = Some((self.stage_start, end));
+                format!(
+                    "{} into the {} window",
+                    secs(end.duration_since(self.stage_start).as_secs_f64()),
+                    secs(self.cfg.duration.as_secs_f64())
+                )
+            }
+            Stage::Done => return,
+        };
+        self.stopped_early = Some(format!("stopped {at}: {why}"));
+        self.stage = Stage::Done;
+    }
+
+    /// At the end of a full window: the connections whose oldest message
+    /// has waited at least half the window (and `UNANSWERED_MIN`) for its
+    /// echo, as (none completed in the window, some completed, the longest
+    /// wait of those with some).
+    fn unanswered(&self) -> (usize, usize, Duration) {
+        let (Some((start, end)), None) = (self.window, &self.stopped_early) else {
+            return (0, 0, Duration::ZERO);
+        };
+        let limit = (end.duration_since(start) / 2).max(UNANSWERED_MIN);
+        let (mut none, mut some, mut longest) = (0, 0, Duration::ZERO);
+        for (i, c) in self.conns.iter().enumerate() {
+            if !c.up || c.len == 0 {
+                continue;
+            }
+            let sent = self.inflight[i * self.cfg.pipeline + c.head].1;
+            let waited = end.saturating_duration_since(sent);
+            if waited < limit {
+                continue;
+            }
+            if c.window_done == 0 {
+                none += 1;
+            } else {
+                some += 1;
+                longest = longest.max(waited);
+            }
+        }
+        (none, some, longest)
+    }
+
     fn report(&self) -> Report {
+        let complete = self.window.is_some() && self.stopped_early.is_none();
+        let (no_echo, stalled, longest) = self.unanswered();
         let mut r = Report {
             mode: self.cfg.mode,
             backend: self.port.backend().to_string(),
@@ -294,37 +370,99 @@ impl Engine<'_> {
             conns: self.cfg.conns,
             size: self.cfg.size,
             pipeline: self.cfg.pipeline,
-            window_s: 0.0,
+            window_s: None,
             msgs: self.msgs,
-            msgs_per_s: 0.0,
-            mib_per_s: 0.0,
-            latency: if self.hist.is_empty() {
-                Latency::default()
-            } else {
-                Latency::from_hist(&self.hist)
-            },
+            msgs_per_s: None,
+            mib_per_s: None,
+            latency: (!self.hist.is_empty()).then(|| Latency::from_hist(&self.hist)),
             errors: self.errors,
+            error_kinds: self.error_kinds.clone(),
             connected: self.up,
+            no_echo,
+            stalled,
+            longest_wait_s: longest.as_secs_f64(),
             mismatch: self.mismatch.clone(),
+            stopped_early: self.stopped_early.clone(),
+            failures: Vec::new(),
         };
-        let window = self
-            .window
-            .map_or(Duration::ZERO, |(a, b)| b.duration_since(a));
-        r.window(window);
+        r.window(self.window.map(|(a, b)| b.duration_since(a)), complete);
+        r.failures = self.failures(&r);
         r
+    }
+
+    /// Why the run failed, one sentence each (empty: verified and clean).
+    fn failures(&self, r: &Report) -> Vec<String> {
+        let n = self.conns.len();
+        let window = match r.window_s {
+            Some(w) => format!("the {} window", secs(w)),
+            None => "the run".to_string(),
+        };
+        let mut f = Vec::new();
+        if let Some(m) = &self.mismatch {
+            f.push(format!("ECHO MISMATCH: {m}"));
+        }
+        if self.connecting_at_start > 0 {
+            f.push(format!(
+                "{} of {n} connections were still connecting when the window began \
+                 (after the {} s connect limit)",
+                self.connecting_at_start,
+                CONNECT_LIMIT.as_secs()
+            ));
+        }
+        if r.no_echo > 0 {
+            f.push(format!(
+                "no echo came back from {} of {n} connections in {window}",
+                r.no_echo
+            ));
+        }
+        if r.stalled > 0 {
+            f.push(format!(
+                "echoes stopped coming back on {} of {n} connections: at the end of {window} \
+                 a message had waited {} for its echo",
+                r.stalled,
+                secs(r.longest_wait_s)
+            ));
+        }
+        if self.errors > 0 {
+            let what = match self.cfg.mode {
+                Mode::Echo => format!("{} of {n} connections failed", self.dead),
+                Mode::Churn => format!("{} connection attempts failed", self.errors),
+            };
+            f.push(format!("{what}: {}", r.error_summary()));
+        }
+        if self.msgs == 0 && f.is_empty() {
+            let why = match (r.window_s, &self.stopped_early) {
+                (_, Some(s)) => s.clone(),
+                (None, None) => "the measured window never began".to_string(),
+                (Some(_), None) => format!(
+                    "{} of {n} connections were up when it began, {} at its end",
+                    self.up_at_start, self.up
+                ),
+            };
+            f.push(format!("no echo was completed in {window} ({why})"));
+        }
+        f
     }
 
     fn key(&self, i: usize) -> u64 {
         (u64::from(self.conns[i].gen) << 32) | i as u64
     }
 
-    fn error(&mut self, what: std::fmt::Arguments<'_>) {
+    /// Counts an error of connection `i`; `what` says what went wrong.
+    fn error(&mut self, i: usize, what: std::fmt::Arguments<'_>) {
         self.errors += 1;
+        let kind = what.to_string();
         if self.errors <= LOGGED_ERRORS {
-            tracing::warn!("{what}");
+            tracing::warn!("connection {i}: {kind}");
         } else if self.errors == LOGGED_ERRORS + 1 {
             tracing::warn!("more errors; counting them quietly");
         }
+        let kind = if self.error_kinds.len() < ERROR_KINDS || self.error_kinds.contains_key(&kind) {
+            kind
+        } else {
+            "other errors".to_string()
+        };
+        *self.error_kinds.entry(kind).or_insert(0) += 1;
     }
 
     fn post_timer(&mut self) -> anyhow::Result<()> {
@@ -369,13 +507,13 @@ impl Engine<'_> {
                 c.handle = Some(h);
                 c.started = Some(now);
             }
-            Err(e) => self.fail(i, format_args!("connection {i}: socket/connect: {e:#}")),
+            Err(e) => self.fail(i, format_args!("socket/connect: {e:#}")),
         }
     }
 
     /// Marks a connection failed (echo: for good; churn: the slot restarts).
     fn fail(&mut self, i: usize, what: std::fmt::Arguments<'_>) {
-        self.error(what);
+        self.error(i, what);
         let c = &mut self.conns[i];
         c.handle = None;
         c.head = 0;
@@ -409,7 +547,7 @@ impl Engine<'_> {
         match c.kind() {
             OpKind::Connect => match c.result() {
                 Ok(_) => self.on_connected(i, now),
-                Err(e) => self.fail(i, format_args!("connection {i}: connect: {e}")),
+                Err(e) => self.fail(i, format_args!("connect: {e}")),
             },
             OpKind::SendAll => match c.result() {
                 Ok(_) => {
@@ -417,19 +555,16 @@ impl Engine<'_> {
                         self.send_bufs.push(buf);
                     }
                 }
-                Err(e) => self.fail(i, format_args!("connection {i}: send: {e}")),
+                Err(e) => self.fail(i, format_args!("send: {e}")),
             },
             OpKind::Recv => match c.result() {
-                Ok(0) => self.fail(
-                    i,
-                    format_args!("connection {i}: the server closed the connection"),
-                ),
+                Ok(0) => self.fail(i, format_args!("the server closed the connection")),
                 Ok(_) => {
                     let buf = c.take_buf().unwrap_or_default();
                     self.on_data(i, &buf, now);
                     self.repost_recv(i, buf);
                 }
-                Err(e) => self.fail(i, format_args!("connection {i}: recv: {e}")),
+                Err(e) => self.fail(i, format_args!("recv: {e}")),
             },
             OpKind::RecvPooled if c.more() => {
                 let buf = c.take_buf().unwrap_or_default();
@@ -437,11 +572,8 @@ impl Engine<'_> {
                 self.port.recycle(buf);
             }
             OpKind::RecvPooled => match c.result() {
-                Ok(_) => self.fail(
-                    i,
-                    format_args!("connection {i}: the server closed the connection"),
-                ),
-                Err(e) => self.fail(i, format_args!("connection {i}: recv: {e}")),
+                Ok(_) => self.fail(i, format_args!("the server closed the connection")),
+                Err(e) => self.fail(i, format_args!("recv: {e}")),
             },
             _ => {}
         }
@@ -489,7 +621,7 @@ impl Engine<'_> {
                 None => Ok(()),
             };
             if let Err(e) = posted {
-                self.fail(i, format_args!("connection {i}: posting recv: {e}"));
+                self.fail(i, format_args!("posting recv: {e}"));
                 return;
             }
         } else {
@@ -507,7 +639,7 @@ impl Engine<'_> {
             return;
         };
         if let Err(e) = self.port.recv(h, buf, 0) {
-            self.fail(i, format_args!("connection {i}: posting recv: {e}"));
+            self.fail(i, format_args!("posting recv: {e}"));
         }
     }
 
@@ -538,7 +670,7 @@ impl Engine<'_> {
             c.credits -= 1;
             let Some(h) = &c.handle else { return };
             if let Err(e) = self.port.send_all(h, buf, 0) {
-                self.fail(i, format_args!("connection {i}: posting send: {e}"));
+                self.fail(i, format_args!("posting send: {e}"));
                 return;
             }
         }
@@ -584,6 +716,7 @@ impl Engine<'_> {
                 self.done_total += 1;
                 if self.stage == Stage::Window {
                     self.msgs += 1;
+                    c.window_done += 1;
                     let started = match self.cfg.mode {
                         Mode::Echo => sent,
                         Mode::Churn => c.started.unwrap_or(sent),

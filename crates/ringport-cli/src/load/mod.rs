@@ -7,6 +7,13 @@
 //! connection, sends one message, reads it back and closes, `--conns` at a
 //! time: connections per second. The run always ends by itself after
 //! `--warmup` + `--duration` (plus a bounded connect phase).
+//!
+//! Exit codes: 0 when every echo was verified and nothing went wrong; 3 at
+//! an echo mismatch; 1 for every other failure. Each failure is said on
+//! stderr (`ringport load: ...`) and listed in the report's `failures`:
+//! connections that failed (counted by kind), connections no echo came back
+//! from, a window in which no echo was completed. A run that stops before
+//! its window ends gives no rates, and says why.
 
 pub mod baseline;
 mod engine;
@@ -178,11 +185,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", report.text());
     }
-    if let Some(m) = &report.mismatch {
-        eprintln!("ringport load: ECHO MISMATCH: {m}");
+    for f in &report.failures {
+        eprintln!("ringport load: {f}");
+    }
+    if report.mismatch.is_some() {
         return Ok(ExitCode::from(EXIT_MISMATCH));
     }
-    if report.errors > 0 || report.msgs == 0 {
+    if !report.failures.is_empty() {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

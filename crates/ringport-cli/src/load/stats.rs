@@ -1,11 +1,22 @@
 //! What a load run measured, and how it is printed.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
 use super::Mode;
+
+/// `s` seconds for a person: `1.00 s`, or `3.2 ms` below a tenth of a
+/// second (so a short window does not read as `0.00 s`).
+pub(crate) fn secs(s: f64) -> String {
+    if s >= 0.1 {
+        format!("{s:.2} s")
+    } else {
+        format!("{:.1} ms", s * 1e3)
+    }
+}
 
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
@@ -54,30 +65,74 @@ pub struct Report {
     pub size: usize,
     /// Messages in flight per connection.
     pub pipeline: usize,
-    /// Length of the measured window in seconds.
-    pub window_s: f64,
+    /// Length of the measured window in seconds; `None` when the run
+    /// stopped before the window began.
+    pub window_s: Option<f64>,
     /// Messages echoed and verified in the window (churn: connections done).
     pub msgs: u64,
-    /// Messages (churn: connections) per second.
-    pub msgs_per_s: f64,
-    /// Echoed payload MiB per second (one direction).
-    pub mib_per_s: f64,
-    /// Latency per message (churn: connect to echo received).
-    pub latency: Latency,
+    /// Messages (churn: connections) per second; `None` unless the window
+    /// ran its full length (see `stopped_early`).
+    pub msgs_per_s: Option<f64>,
+    /// Echoed payload MiB per second (one direction); `None` like
+    /// `msgs_per_s`.
+    pub mib_per_s: Option<f64>,
+    /// Latency per message (churn: connect to echo received); `None` when
+    /// no message was measured.
+    pub latency: Option<Latency>,
     /// Connection failures, resets and early closes.
     pub errors: u64,
-    /// Connections that were up when the window started (echo mode).
+    /// The errors by what went wrong (connection numbers left out).
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Connections up at the end of the run.
     pub connected: usize,
+    /// Connections that got no echo back in the window although their
+    /// oldest message had waited at least half of it at the end (counted
+    /// only when the window ran its full length).
+    pub no_echo: usize,
+    /// Connections that had echoes back in the window, then none: their
+    /// oldest message had waited at least half the window at its end.
+    pub stalled: usize,
+    /// The longest wait of a `stalled` connection in seconds (0 when none
+    /// stalled).
+    pub longest_wait_s: f64,
     /// The first echo mismatch, if any (the run stops at it).
     pub mismatch: Option<String>,
+    /// Why the run stopped before its window ended, if it did: then no
+    /// rates are given, as they would not be over the window asked for.
+    pub stopped_early: Option<String>,
+    /// Why the run failed, one sentence each; empty when every echo was
+    /// verified and nothing went wrong.
+    pub failures: Vec<String>,
 }
 
 impl Report {
-    pub(crate) fn window(&mut self, window: Duration) {
-        let s = window.as_secs_f64().max(1e-9);
-        self.window_s = s;
-        self.msgs_per_s = self.msgs as f64 / s;
-        self.mib_per_s = (self.msgs as f64 * self.size as f64) / s / (1024.0 * 1024.0);
+    /// Sets the window and the rates over it. `complete`: the window ran
+    /// its full length (otherwise there are no rates).
+    pub(crate) fn window(&mut self, window: Option<Duration>, complete: bool) {
+        self.window_s = window.map(|w| w.as_secs_f64());
+        let s = match self.window_s {
+            Some(s) if complete && s > 0.0 => s,
+            _ => return,
+        };
+        self.msgs_per_s = Some(self.msgs as f64 / s);
+        self.mib_per_s = Some((self.msgs as f64 * self.size as f64) / s / (1024.0 * 1024.0));
+    }
+
+    /// The errors as `count × kind`, most frequent first (at most five
+    /// kinds named).
+    pub fn error_summary(&self) -> String {
+        let mut kinds: Vec<(&String, &u64)> = self.error_kinds.iter().collect();
+        kinds.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut s = kinds
+            .iter()
+            .take(5)
+            .map(|(k, n)| format!("{n} × {k}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if kinds.len() > 5 {
+            let _ = write!(s, "; and {} other kinds", kinds.len() - 5);
+        }
+        s
     }
 
     /// The human-readable report.
@@ -86,11 +141,10 @@ impl Report {
             Mode::Echo => "msgs",
             Mode::Churn => "conns",
         };
-        let l = &self.latency;
         let mut s = String::new();
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "{} {} × {} B (pipeline {}) on {} [{}] for {:.2} s",
+            "{} {} × {} B (pipeline {}) on {} [{}]",
             match self.mode {
                 Mode::Echo => "echo",
                 Mode::Churn => "churn",
@@ -100,18 +154,27 @@ impl Report {
             self.pipeline,
             self.addr,
             self.backend,
-            self.window_s
         );
-        let _ = writeln!(
-            s,
-            "  {:>12.0} {unit}/s  {:>8.2} MiB/s  ({} {unit}, {} errors)",
-            self.msgs_per_s, self.mib_per_s, self.msgs, self.errors
-        );
-        let _ = writeln!(
-            s,
-            "  latency µs: p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}",
-            l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
-        );
+        let _ = match (self.window_s, &self.stopped_early) {
+            (Some(w), None) => writeln!(s, " for {}", secs(w)),
+            (Some(w), Some(_)) => writeln!(s, " for {}, cut short", secs(w)),
+            (None, _) => writeln!(s, ", no measured window"),
+        };
+        let counts = format!("({} {unit}, {} errors)", self.msgs, self.errors);
+        let _ = match (self.msgs_per_s, self.mib_per_s, &self.stopped_early) {
+            (Some(r), Some(m), _) => {
+                writeln!(s, "  {r:>12.0} {unit}/s  {m:>8.2} MiB/s  {counts}")
+            }
+            (_, _, Some(why)) => writeln!(s, "  no rates: {why}  {counts}"),
+            _ => writeln!(s, "  no rates  {counts}"),
+        };
+        if let Some(l) = &self.latency {
+            let _ = writeln!(
+                s,
+                "  latency µs: p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}",
+                l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+            );
+        }
         s
     }
 }
