@@ -1,13 +1,16 @@
 //! An associated socket or file: the descriptor, its completion key (the
 //! per-handle data) and the lanes that keep its operations in order.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, LazyLock, Weak};
 
-use crate::completion::OpId;
+use parking_lot::Mutex;
+
+use crate::completion::{Completion, OpId};
 use crate::shared::Shared;
 use crate::short_lock::ShortLock;
 use crate::sys::{Backend, FdState};
@@ -19,11 +22,24 @@ pub(crate) struct LaneQueue {
     pub waiting: VecDeque<OpId>,
 }
 
+/// What the port tracks of a handle's operations, under one short lock.
+#[derive(Default)]
+pub(crate) struct OpsState {
+    pub lanes: [LaneQueue; 2],
+    /// Operations in the op table that work on this handle.
+    pub ops: usize,
+    /// `close` was called (a second call fails).
+    pub close_called: bool,
+    /// The `Close` completion, handed out when `ops` reaches 0: after every
+    /// completion of the handle's operations.
+    pub close: Option<Completion>,
+}
+
 pub(crate) struct HandleInner {
     pub fd: OwnedFd,
     pub key: u64,
-    pub lanes: ShortLock<[LaneQueue; 2]>,
-    /// Set by close: no new operation may start.
+    pub state: ShortLock<OpsState>,
+    /// Set by close and cancel_handle: no new operation may start.
     pub closed: AtomicBool,
     /// Number of live `Handle` clones; at 0 the handle's ops are cancelled.
     pub users: AtomicUsize,
@@ -36,8 +52,19 @@ impl Drop for HandleInner {
         if let Some(sh) = self.port.upgrade() {
             sh.driver.deregister(&sh, self);
         }
+        // While the number still names this descriptor, so that a new
+        // descriptor given the same number can be associated at once.
+        owners().remove(&self.fd.as_raw_fd());
         // `fd` closes here: no operation references it any more.
     }
+}
+
+/// The descriptors associated with a port in this process. A descriptor has
+/// one owner, as a Windows handle has one completion port: associating a
+/// number twice (possible only through `from_raw_fd`) is refused.
+fn owners() -> parking_lot::MutexGuard<'static, HashSet<RawFd>> {
+    static OWNERS: LazyLock<Mutex<HashSet<RawFd>>> = LazyLock::new(Mutex::default);
+    OWNERS.lock()
 }
 
 /// A socket or file associated with a completion port under a completion key
@@ -63,18 +90,30 @@ pub struct Handle {
 }
 
 impl Handle {
-    pub(crate) fn new(fd: OwnedFd, key: u64, port: Weak<Shared>) -> Self {
-        Handle {
+    /// Takes ownership of `fd` for a port, unless the descriptor is
+    /// associated already: then it fails with `AlreadyExists` and leaves the
+    /// descriptor open, since it belongs to the handle that has it.
+    pub(crate) fn new(fd: OwnedFd, key: u64, port: Weak<Shared>) -> io::Result<Self> {
+        let raw = fd.as_raw_fd();
+        if !owners().insert(raw) {
+            // Not ours to close: the `OwnedFd` was a second owner.
+            let _ = fd.into_raw_fd();
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("descriptor {raw} is already associated with a completion port"),
+            ));
+        }
+        Ok(Handle {
             inner: Arc::new(HandleInner {
                 fd,
                 key,
-                lanes: ShortLock::new([LaneQueue::default(), LaneQueue::default()]),
+                state: ShortLock::new(OpsState::default()),
                 closed: AtomicBool::new(false),
                 users: AtomicUsize::new(1),
                 sys: FdState::default(),
                 port,
             }),
-        }
+        })
     }
 
     /// The completion key given at association.

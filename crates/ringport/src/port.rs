@@ -135,12 +135,14 @@ impl CompletionPort {
     ///
     /// # Errors
     /// When the port was shut down, or the backend cannot watch the
-    /// descriptor.
+    /// descriptor; `AlreadyExists` when the descriptor is associated already
+    /// (with this port or another: a second `OwnedFd` of one descriptor,
+    /// made with `from_raw_fd`), which is then left open for its owner.
     pub fn associate(&self, fd: impl Into<OwnedFd>, key: u64) -> io::Result<Handle> {
         if self.shared.sched.is_closed() {
             return Err(closed_error());
         }
-        let handle = Handle::new(fd.into(), key, Arc::downgrade(&self.shared));
+        let handle = Handle::new(fd.into(), key, Arc::downgrade(&self.shared))?;
         self.shared.driver.register(&self.shared, &handle.inner)?;
         Ok(handle)
     }
@@ -199,12 +201,6 @@ impl CompletionPort {
     }
 
     fn post_on(&self, handle: &Handle, mut op: OpData) -> io::Result<OpId> {
-        if handle.is_closed() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the handle was closed",
-            ));
-        }
         if !std::ptr::eq(handle.inner.port.as_ptr(), Arc::as_ptr(&self.shared)) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -394,17 +390,32 @@ impl CompletionPort {
     }
 
     /// Closes a handle (`closesocket` with I/O pending): its outstanding
-    /// operations complete as cancelled, a completion of kind
-    /// [`OpKind::Close`] is queued, and the descriptor is closed once the
-    /// last operation has let go of it.
+    /// operations complete as cancelled, then a completion of kind
+    /// [`OpKind::Close`] with `user` is queued: the last completion of the
+    /// handle, so per-connection state can be freed when it is dequeued.
+    /// The descriptor is closed once the last operation and the last clone
+    /// of the handle have let go of it.
+    ///
+    /// ```
+    /// use ringport::OpKind;
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let l = port.associate(std::net::TcpListener::bind("127.0.0.1:0")?, 3)?;
+    /// port.accept(&l, 1)?;
+    /// port.close(l, 2)?;
+    /// let (first, last) = (port.get(None)?, port.get(None)?);
+    /// assert!(first.kind() == OpKind::Accept && first.is_cancelled());
+    /// assert_eq!((last.kind(), last.key(), last.user()), (OpKind::Close, 3, 2));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
-    /// When the port was shut down.
+    /// When the port was shut down; `InvalidInput` when `close` was called
+    /// already (through another clone of the handle), as a second
+    /// `closesocket` fails.
     pub fn close(&self, handle: Handle, user: u64) -> io::Result<()> {
-        self.shared.cancel_handle(&handle.inner);
         let mut c = Completion::packet(handle.key(), user, 0);
         c.kind = OpKind::Close;
-        self.shared.post(c)
+        self.shared.close(&handle.inner, c)
     }
 
     /// Cancels one operation (`CancelIoEx` with an OVERLAPPED). It still

@@ -302,32 +302,36 @@ impl Shared {
                 "too many operations outstanding",
             )
         };
-        let lane = handle.zip(op.lane);
-        if let Some((h, lane)) = lane {
-            let mut lanes = h.lanes.lock();
+        let lane = op.lane;
+        if let Some(h) = handle {
+            let mut st = h.state.lock();
             if h.closed.load(Ordering::Acquire) {
-                drop(lanes);
-                let mut op = op;
-                op.lane = None;
-                let id = self.arena.insert(op).ok_or_else(full)?;
-                self.complete(id, -libc::ECANCELED, false, None);
-                return Ok(id);
+                return Err(handle_closed_error());
             }
-            let q = &mut lanes[lane as usize];
-            if q.busy {
-                // Started by `release_lane` when the ops ahead of it are done.
-                let id = self.arena.insert(op).ok_or_else(full)?;
-                q.waiting.push_back(id);
-                drop(lanes);
-                self.progress();
-                return Ok(id);
+            // Counted from here to its final completion, so that the
+            // handle's `Close` completion can come after it.
+            st.ops += 1;
+            if let Some(lane) = lane {
+                let q = &mut st.lanes[lane as usize];
+                if q.busy {
+                    // Started by `release` when the ops ahead of it are done.
+                    let Some(id) = self.arena.insert(op) else {
+                        st.ops -= 1;
+                        return Err(full());
+                    };
+                    q.waiting.push_back(id);
+                    drop(st);
+                    self.progress();
+                    return Ok(id);
+                }
+                q.busy = true;
             }
-            q.busy = true;
         }
         let Some(id) = self.driver.start_new(self, op, self.batching_here()) else {
-            if let Some((h, lane)) = lane {
-                // Pass the lane on to whatever queued behind it meanwhile.
-                self.release_lane(h, lane);
+            if let Some(h) = handle {
+                // Uncount it, and pass its lane on to whatever queued
+                // behind it meanwhile.
+                self.release(h.clone(), lane);
             }
             return Err(full());
         };
@@ -371,11 +375,11 @@ impl Shared {
             return false;
         };
         if let (Some(h), Some(lane)) = (handle, lane) {
-            let mut lanes = h.lanes.lock();
-            let q = &mut lanes[lane as usize];
+            let mut st = h.state.lock();
+            let q = &mut st.lanes[lane as usize];
             if let Some(i) = q.waiting.iter().position(|w| *w == id) {
                 q.waiting.remove(i);
-                drop(lanes);
+                drop(st);
                 self.arena.with(id, |op| op.lane = None);
                 self.complete(id, -libc::ECANCELED, false, None);
                 return true;
@@ -385,12 +389,49 @@ impl Shared {
         true
     }
 
+    /// Closes a handle: stops its ops and refuses new ones, and hands out
+    /// `close` (its `Close` completion) after the last of them completed.
+    pub(crate) fn close(&self, h: &HandleInner, close: Completion) -> io::Result<()> {
+        if self.sched.is_closed() {
+            return Err(closed_error());
+        }
+        {
+            let mut st = h.state.lock();
+            if st.close_called {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the handle was closed already (close was called on another clone)",
+                ));
+            }
+            st.close_called = true;
+            st.close = Some(close);
+        }
+        self.cancel_handle(h);
+        // Due now if no op is left; otherwise the last op's `release` (on
+        // this thread meanwhile, or on another) hands it out.
+        let due = {
+            let mut st = h.state.lock();
+            if st.ops == 0 {
+                st.close.take()
+            } else {
+                None
+            }
+        };
+        if let Some(c) = due {
+            self.deliver(c);
+        }
+        Ok(())
+    }
+
     /// Stops every op of a handle and refuses new ones.
     pub(crate) fn cancel_handle(&self, h: &HandleInner) {
         let waiting: Vec<OpId> = {
-            let mut lanes = h.lanes.lock();
+            let mut st = h.state.lock();
             h.closed.store(true, Ordering::Release);
-            lanes.iter_mut().flat_map(|q| q.waiting.drain(..)).collect()
+            st.lanes
+                .iter_mut()
+                .flat_map(|q| q.waiting.drain(..))
+                .collect()
         };
         for id in waiting {
             self.arena.with(id, |op| op.lane = None);
@@ -457,10 +498,11 @@ impl Shared {
     /// As `finish`, for an op already taken out of the table.
     fn finish_removed(&self, id: OpId, mut op: OpData, res: i32) {
         // The op's own reference to its handle serves the lane hand-over.
-        let lane = op.lane.zip(op.handle.take());
+        // The op's own reference to its handle serves the release.
+        let (lane, handle) = (op.lane, op.handle.take());
         self.deliver(final_completion(id, op, res));
-        if let Some((lane, h)) = lane {
-            self.release_lane(&h, lane);
+        if let Some(h) = handle {
+            self.release(h, lane);
         }
     }
 
@@ -481,18 +523,22 @@ impl Shared {
         }
     }
 
-    /// Passes a handle's lane to the next waiting op, if any.
-    fn release_lane(&self, h: &Arc<HandleInner>, lane: Lane) {
-        let next = {
-            let mut lanes = h.lanes.lock();
-            let q = &mut lanes[lane as usize];
-            match q.waiting.pop_front() {
-                Some(next) => Some(next),
-                None => {
-                    q.busy = false;
-                    None
-                }
-            }
+    /// An op on `h` is done (or was never started): passes its lane, if it
+    /// held one, to the next op waiting for it, and hands out the handle's
+    /// `Close` completion if that was the handle's last op.
+    fn release(&self, h: Arc<HandleInner>, lane: Option<Lane>) {
+        let (next, close) = {
+            let mut st = h.state.lock();
+            st.ops -= 1;
+            let next = lane.and_then(|lane| {
+                let q = &mut st.lanes[lane as usize];
+                let next = q.waiting.pop_front();
+                q.busy = next.is_some();
+                next
+            });
+            // An op handed the lane is still counted: no Close yet.
+            let close = if st.ops == 0 { st.close.take() } else { None };
+            (next, close)
         };
         if let Some(next) = next {
             if h.closed.load(Ordering::Acquire) || self.sched.is_closed() {
@@ -500,6 +546,12 @@ impl Shared {
             } else {
                 self.driver.start(self, next, self.polling_here());
             }
+        }
+        if let Some(close) = close {
+            // This op's reference goes first: with no clone of the handle
+            // left, the descriptor is closed before `Close` is seen.
+            drop(h);
+            self.deliver(close);
         }
     }
 
@@ -596,6 +648,10 @@ thread_local! {
     /// `Shared::direct`); emptied before the poll's `get` returns.
     static REAPED: std::cell::RefCell<Vec<Completion>> =
         const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn handle_closed_error() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the handle was closed")
 }
 
 pub(crate) fn closed_error() -> io::Error {
