@@ -73,7 +73,7 @@ mod completion;
 mod handle;
 mod op;
 mod port;
-mod ready;
+
 mod sched;
 mod shared;
 mod short_lock;

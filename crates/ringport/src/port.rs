@@ -168,6 +168,12 @@ impl CompletionPort {
     /// Dequeues one completion (`GetQueuedCompletionStatus`), waiting at most
     /// `timeout`: `None` waits forever, `Some(Duration::ZERO)` only polls.
     ///
+    /// The calling thread first gives back the running slot it held (from
+    /// its previous `get`), and holds one again from the moment a
+    /// completion is returned until its next `get` or `get_many` on this
+    /// port, [`leave`](Self::leave), [`blocking`](Self::blocking), or its
+    /// exit: at most [`concurrency`](Self::concurrency) threads hold one.
+    ///
     /// # Errors
     /// [`GetError::TimedOut`] when nothing came in time, [`GetError::Closed`]
     /// once the port is shut down (every waiting thread gets it),
@@ -444,6 +450,27 @@ impl CompletionPort {
     /// Gives a buffer from a pooled receive back to the pool.
     pub fn recycle(&self, buf: Vec<u8>) {
         self.shared.pool.put(buf);
+    }
+
+    /// Gives back the calling thread's running slot now, as its next `get`
+    /// would, so that a waiting thread may run in its place: for a thread
+    /// that dequeued from this port and now does something else (a thread
+    /// that will not dequeue again, a long computation). Windows frees the
+    /// slot of a thread that blocks in the kernel; here the thread says so
+    /// (see also [`blocking`](Self::blocking)). Does nothing if the thread
+    /// holds no slot.
+    ///
+    /// ```
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// port.post(0, 0, 0)?;
+    /// let _c = port.get(None)?;
+    /// assert_eq!(port.running_threads(), 1);
+    /// port.leave();
+    /// assert_eq!(port.running_threads(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn leave(&self) {
+        self.shared.leave();
     }
 
     /// Declares that the calling thread, which runs a completion of this

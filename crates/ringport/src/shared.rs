@@ -13,7 +13,7 @@ use crate::builder::Builder;
 use crate::completion::{Completion, GetError, OpId, OpKind};
 use crate::handle::HandleInner;
 use crate::op::{Lane, OpData};
-use crate::sched::{self, Notify, Sched};
+use crate::sched::{Kernel, Sched, SlotOwner};
 use crate::sys::arena::Arena;
 use crate::sys::{Backend, Driver};
 
@@ -32,9 +32,6 @@ pub(crate) struct Shared {
     pub(crate) sched: Sched,
     pub(crate) arena: Arena,
     pub(crate) pool: BufPool,
-    /// Only one thread dequeues (`Builder::single_thread`): what its poll
-    /// reaps goes straight to its caller, not through the shared queue.
-    direct: bool,
 }
 
 /// What a kernel result means for its op.
@@ -55,14 +52,14 @@ enum Next {
 impl Shared {
     pub(crate) fn new(driver: Driver, concurrency: usize, b: &Builder) -> Shared {
         // `me` is filled in by `into_arc`.
+        let id = NEXT_PORT_ID.fetch_add(1, Ordering::Relaxed);
         Shared {
-            id: NEXT_PORT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             me: Weak::new(),
             driver,
-            sched: Sched::new(concurrency),
+            sched: Sched::new(id, concurrency, b.single_thread),
             arena: Arena::new(),
             pool: BufPool::new(b.pool_buf_size, b.pool_bufs * 4),
-            direct: b.single_thread,
         }
     }
 
@@ -79,7 +76,7 @@ impl Shared {
     /// it queues while reaping may wait for the end of the reap, where the
     /// backend submits them.
     pub(crate) fn polling_here(&self) -> bool {
-        POLLING.with(|p| p.get()) == self.id
+        self.sched.polling_here()
     }
 
     /// Whether the calling thread holds a [`Batch`](crate::Batch) of this
@@ -108,61 +105,8 @@ impl Shared {
         }
     }
 
-    pub(crate) fn notify(&self) {
-        if self.sched.notify(self.polling_here()) == Notify::WakeBackend {
-            self.driver.wake();
-        }
-    }
-
-    /// Gives this thread's running slot back. Nobody is woken: the caller
-    /// goes on to take the next completion itself if there is one.
-    fn leave_running(&self) {
-        if sched::unmark(self.id) == Some(true) {
-            self.sched.sub_running();
-        }
-    }
-
-    /// Hands `c` to the caller as a running thread, waking another waiter if
-    /// more work is queued or nobody is left polling.
-    fn hand_out(&self, c: Completion, out: &mut Vec<Completion>) -> Result<usize, GetError> {
-        sched::mark_running(self.id, &self.me);
-        self.notify();
-        out.push(c);
-        Ok(1)
-    }
-
-    /// After a poll of a single-thread port: hands what it reaped to the
-    /// caller (up to `max`, the rest to the shared queue) with one running
-    /// slot. `None` if nothing was reaped, no slot is free or the port was
-    /// closed meanwhile (then the completions are dropped, as `deliver`
-    /// does: the kernel is done with their memory).
-    fn take_reaped(&self, out: &mut Vec<Completion>, max: usize) -> Option<usize> {
-        if !self.direct {
-            return None;
-        }
-        REAPED.with(|r| {
-            let mut r = r.borrow_mut();
-            if r.is_empty() {
-                return None;
-            }
-            if self.sched.is_closed() {
-                r.clear();
-                return None;
-            }
-            let taken = if self.sched.try_add_running() {
-                let n = r.len().min(max);
-                out.extend(r.drain(..n));
-                sched::mark_running(self.id, &self.me);
-                Some(n)
-            } else {
-                None
-            };
-            if !r.is_empty() {
-                self.sched.queue.push_all(&mut r);
-                self.notify();
-            }
-            taken
-        })
+    pub(crate) fn leave(&self) {
+        self.sched.leave_and_notify(self);
     }
 
     pub(crate) fn get(&self, timeout: Option<Duration>) -> Result<Completion, GetError> {
@@ -171,78 +115,17 @@ impl Shared {
         one.pop().ok_or(GetError::TimedOut)
     }
 
-    /// Waits for at least one completion and appends it (and, straight from
-    /// a poll of a single-thread port, up to `max` in all) to `out`.
     fn get_into(
         &self,
         timeout: Option<Duration>,
         out: &mut Vec<Completion>,
         max: usize,
     ) -> Result<usize, GetError> {
-        self.leave_running();
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            if self.sched.is_closed() {
-                self.drain_if_closed();
-                return Err(GetError::Closed);
-            }
-            if let Some(c) = self.sched.try_take() {
-                return self.hand_out(c, out);
-            }
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            // Completions are queued but every running slot is taken: wait
-            // for a slot. Polling now would only read further ahead of the
-            // threads that are running (and grow memory with it).
-            let backlog = !self.sched.queue.is_empty();
-            if !backlog && self.sched.try_poller() {
-                // A post between the backlog check and taking the seat saw
-                // the seat free and woke nobody (there was no poller to
-                // wake): look again now that the seat is ours, before
-                // blocking in the kernel. Posts from here on see the seat
-                // taken and wake the backend.
-                if !self.sched.queue.is_empty() {
-                    self.sched.release_poller();
-                    continue;
-                }
-                POLLING.with(|p| p.set(self.id));
-                let polled = self.driver.poll(self, remaining);
-                POLLING.with(|p| p.set(0));
-                self.sched.release_poller();
-                // Empties this thread's reaped list on every path.
-                if let Some(n) = self.take_reaped(out, max) {
-                    return Ok(n);
-                }
-                if let Err(e) = polled {
-                    self.notify();
-                    return Err(GetError::Io(e));
-                }
-                if self.sched.is_closed() {
-                    continue;
-                }
-                if let Some(c) = self.sched.try_take() {
-                    return self.hand_out(c, out);
-                }
-                self.notify();
-                if remaining == Some(Duration::ZERO) {
-                    return Err(GetError::TimedOut);
-                }
-                continue;
-            }
-            if let Err(e) = self.driver.flush() {
-                tracing::debug!("flush before parking failed: {e}");
-            }
-            if remaining == Some(Duration::ZERO) {
-                return Err(GetError::TimedOut);
-            }
-            if let Some(c) = self.sched.park(deadline) {
-                if self.sched.is_closed() {
-                    return Err(GetError::Closed);
-                }
-                sched::mark_running(self.id, &self.me);
-                out.push(c);
-                return Ok(1);
-            }
+        let got = self.sched.get(self, timeout, out, max);
+        if matches!(got, Err(GetError::Closed)) {
+            self.drain_if_closed();
         }
+        got
     }
 
     pub(crate) fn get_many(
@@ -255,37 +138,23 @@ impl Shared {
             return Ok(0);
         }
         let n = self.get_into(timeout, out, max)?;
-        // The slot taken by `get` covers the whole batch, as one
-        // GetQueuedCompletionStatusEx call counts as one running thread.
-        Ok(n + self.sched.queue.pop_into(out, max - n))
+        Ok(n + self.sched.take_more(out, max - n))
     }
 
     pub(crate) fn post(&self, c: Completion) -> io::Result<()> {
-        if self.sched.is_closed() {
-            return Err(closed_error());
+        if self.sched.post(self, c) {
+            Ok(())
+        } else {
+            Err(closed_error())
         }
-        self.sched.queue.push(c);
-        self.notify();
-        Ok(())
     }
 
     pub(crate) fn begin_blocking(&self) -> bool {
-        if sched::set_blocking(self.id, true) {
-            self.sched.sub_running();
-            if let Err(e) = self.driver.flush() {
-                tracing::debug!("flush before blocking failed: {e}");
-            }
-            self.notify();
-            true
-        } else {
-            false
-        }
+        self.sched.begin_blocking(self)
     }
 
     pub(crate) fn end_blocking(&self) {
-        if sched::set_blocking(self.id, false) {
-            self.sched.add_running();
-        }
+        self.sched.end_blocking();
     }
 
     // ---- posting -------------------------------------------------------
@@ -348,21 +217,7 @@ impl Shared {
     /// a long time. While a thread waits in the kernel, the finished op's
     /// completion wakes it and it does the same.
     fn progress(&self) {
-        if self.polling_here() || !self.driver.can_poll_here() || !self.sched.try_poller() {
-            return;
-        }
-        POLLING.with(|p| p.set(self.id));
-        let polled = self.driver.poll(self, Some(Duration::ZERO));
-        POLLING.with(|p| p.set(0));
-        self.sched.release_poller();
-        if self.direct {
-            // Not this thread's `get`: what it reaped goes to the queue.
-            REAPED.with(|r| self.sched.queue.push_all(&mut r.borrow_mut()));
-        }
-        if let Err(e) = polled {
-            tracing::debug!("reaping for a queued operation failed: {e}");
-        }
-        self.notify();
+        self.sched.poll_now(self);
     }
 
     /// Cancels one op: a queued one completes at once, a started one when the
@@ -507,20 +362,7 @@ impl Shared {
     }
 
     fn deliver(&self, c: Completion) {
-        if self.sched.is_closed() {
-            // Nobody will dequeue it; its buffer and socket are freed here,
-            // after the kernel has let go of them.
-            return;
-        }
-        // The poller wakes helpers once per batch, after reaping it.
-        if !self.polling_here() {
-            self.sched.queue.push(c);
-            self.notify();
-        } else if self.direct {
-            REAPED.with(|r| r.borrow_mut().push(c));
-        } else {
-            self.sched.queue.push(c);
-        }
+        self.sched.deliver(self, c);
     }
 
     /// An op on `h` is done (or was never started): passes its lane, if it
@@ -558,12 +400,10 @@ impl Shared {
     // ---- shutdown ------------------------------------------------------
 
     pub(crate) fn shutdown(&self) {
-        if self.sched.closed.swap(true, Ordering::AcqRel) {
+        if !self.sched.close() {
             return;
         }
-        // Every waiter returns `Closed`: the parked ones now, the poller when
-        // the backend wakes it.
-        self.sched.wake_all();
+        // The poller sees the port closed when the backend wakes it.
         self.driver.wake();
         let start = Instant::now();
         self.cancel_all();
@@ -588,8 +428,7 @@ impl Shared {
                 std::thread::park_timeout(Duration::from_millis(1));
             }
         }
-        self.sched.queue.clear();
-        self.sched.wake_all();
+        self.sched.clear();
     }
 
     fn cancel_all(&self) {
@@ -640,14 +479,8 @@ impl Drop for Shared {
 }
 
 thread_local! {
-    /// The id of the port this thread is polling, 0 if none.
-    static POLLING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// The id of the port this thread holds a `Batch` of, 0 if none.
     static BATCHING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-    /// What this thread's poll of a single-thread port reaped (see
-    /// `Shared::direct`); emptied before the poll's `get` returns.
-    static REAPED: std::cell::RefCell<Vec<Completion>> =
-        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn handle_closed_error() -> io::Error {
@@ -797,5 +630,35 @@ fn final_completion(id: OpId, mut op: OpData, res: i32) -> Completion {
         accepted,
         more: false,
         seq: op.seq,
+    }
+}
+
+impl Kernel for Shared {
+    fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.driver.poll(self, timeout)
+    }
+
+    fn wake(&self) {
+        self.driver.wake();
+    }
+
+    fn flush(&self) {
+        if let Err(e) = self.driver.flush() {
+            tracing::debug!("submitting before sleeping failed: {e}");
+        }
+    }
+
+    fn can_poll_here(&self) -> bool {
+        self.driver.can_poll_here()
+    }
+
+    fn owner(&self) -> Weak<dyn SlotOwner> {
+        self.me.clone()
+    }
+}
+
+impl SlotOwner for Shared {
+    fn give_back(&self) {
+        self.sched.give_back(self);
     }
 }

@@ -7,9 +7,8 @@
 //! zeroed a block every 31 pushes).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
+use super::sync::{AtomicUsize, Mutex, Ordering};
 
 use crate::completion::Completion;
 
