@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use ringport::op;
 use ringport::{Handle, OpId};
 
 use crate::handler::DisconnectReason;
@@ -324,7 +325,7 @@ impl Connection {
             ));
         }
         let user = SEND | (st.sends_posted << USER_SHIFT);
-        sh.port.send_all(h, data, user)?;
+        sh.port.submit(op::SendAll::new(h, data).user(user))?;
         st.sends_posted += 1;
         st.queued += n;
         self.inner.queued.store(st.queued, Ordering::Relaxed);
@@ -452,7 +453,11 @@ impl Connection {
         }
         // Let other connections' completions run; a worker continues later.
         let sh = &self.inner.server;
-        if sh.port.post(self.id().0, KICK, 0).is_err() {
+        if sh
+            .port
+            .post(op::Packet::new(0).key(self.id().0).user(KICK))
+            .is_err()
+        {
             self.drain(None);
         }
     }
@@ -586,7 +591,12 @@ impl Connection {
         let Some(h) = st.handle.as_ref() else {
             return;
         };
-        match self.inner.server.port.recv_pooled(h, RECV) {
+        match self
+            .inner
+            .server
+            .port
+            .submit(op::RecvPooled::new(h).user(RECV))
+        {
             Ok(id) => {
                 // Its completions cannot be routed before this is set: the
                 // router takes the state lock held here.

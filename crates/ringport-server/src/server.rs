@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use ringport::op;
 use ringport::{BackendKind, Completion, CompletionPort, GetError, Handle};
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 
@@ -74,7 +75,7 @@ pub(crate) fn schedule_drain(conn: &Connection) {
     } else if conn
         .server()
         .port
-        .post(conn.id().as_u64(), KICK, 0)
+        .post(op::Packet::new(0).key(conn.id().as_u64()).user(KICK))
         .is_err()
     {
         // The port is gone: nobody else will run the callbacks.
@@ -351,9 +352,11 @@ impl ServerBuilder {
             shared.post_accept();
         }
         if let Some(idle) = shared.config.idle_timeout {
-            shared
-                .port
-                .timeout(sweep_interval(idle), SERVER_KEY, SWEEP)?;
+            shared.port.submit(
+                op::Timeout::new(sweep_interval(idle))
+                    .key(SERVER_KEY)
+                    .user(SWEEP),
+            )?;
         }
         let mut workers = Vec::with_capacity(shared.config.workers);
         for i in 0..shared.config.workers {
@@ -454,7 +457,7 @@ impl Shared {
         let id = ConnId(c.key());
         let Some(conn) = cache.get(&self.registry, id) else {
             // A late completion of a connection already gone.
-            if let Some(buf) = c.take_buf() {
+            if let Some(buf) = c.take_buf::<Vec<u8>>() {
                 self.port.recycle(buf);
             }
             return;
@@ -473,12 +476,12 @@ impl Shared {
         let user = c.user();
         let first = match user & KIND_MASK {
             RECV if c.more() => {
-                let ev = Event::Data(c.take_buf().unwrap_or_default());
+                let ev = Event::Data(c.take_buf::<Vec<u8>>().unwrap_or_default());
                 conn.deliver(Stream::Recv(c.id()), c.seq(), ev)
             }
             RECV => conn.deliver(Stream::Recv(c.id()), c.seq(), Event::RecvEnd(result)),
             SEND => {
-                let ev = Event::Sent(result, c.take_buf());
+                let ev = Event::Sent(result, c.take_buf::<Vec<u8>>());
                 conn.deliver(Stream::Send, user >> USER_SHIFT, ev)
             }
             KICK => {
@@ -513,7 +516,9 @@ impl Shared {
                 // Pass the exit on: a batch may have given this worker
                 // several packets, and each worker must see one.
                 if self.workers_alive.fetch_sub(1, Ordering::SeqCst) > 1 {
-                    let _ = self.port.post(SERVER_KEY, EXIT, 0);
+                    let _ = self
+                        .port
+                        .post(op::Packet::new(0).key(SERVER_KEY).user(EXIT));
                 }
                 return false;
             }
@@ -538,12 +543,14 @@ impl Shared {
                 return;
             };
             if self.multishot_accept() {
-                self.port.accept_multi(l, ACCEPT)
+                self.port
+                    .submit(op::Accept::new(l).multishot().user(ACCEPT))
             } else if self.config.first_data {
                 let buf = Vec::with_capacity(self.config.recv_buffer);
-                self.port.accept_with_data(l, buf, ACCEPT)
+                self.port
+                    .submit(op::Accept::new(l).first_data(buf).user(ACCEPT))
             } else {
-                self.port.accept(l, ACCEPT)
+                self.port.submit(op::Accept::new(l).user(ACCEPT))
             }
         };
         if posted.is_ok() {
@@ -568,10 +575,11 @@ impl Shared {
         let ms = self.backoff_ms.load(Ordering::SeqCst);
         self.backoff_ms
             .store((ms * 2).min(BACKOFF_MAX_MS), Ordering::SeqCst);
-        if let Err(e) = self
-            .port
-            .timeout(Duration::from_millis(ms), SERVER_KEY, ACCEPT_RETRY)
-        {
+        if let Err(e) = self.port.submit(
+            op::Timeout::new(Duration::from_millis(ms))
+                .key(SERVER_KEY)
+                .user(ACCEPT_RETRY),
+        ) {
             self.retry_pending.store(false, Ordering::SeqCst);
             tracing::debug!("accept retry timer: {e}");
         }
@@ -582,8 +590,8 @@ impl Shared {
             if self.backoff_ms.swap(BACKOFF_START_MS, Ordering::SeqCst) != BACKOFF_START_MS {
                 tracing::info!("accepting again");
             }
-            let first = c.take_buf();
-            let accepted = c.take_accepted();
+            let first = c.take_buf::<Vec<u8>>();
+            let accepted = c.take_accepted().ok();
             // A multishot accept's results say `more`: it stays posted.
             if !c.more() {
                 self.post_accept();
@@ -666,7 +674,11 @@ impl Shared {
                 conn.close_with(DisconnectReason::IdleTimeout, CloseMode::Idle);
             }
         });
-        if let Err(e) = self.port.timeout(sweep_interval(idle), SERVER_KEY, SWEEP) {
+        if let Err(e) = self.port.submit(
+            op::Timeout::new(sweep_interval(idle))
+                .key(SERVER_KEY)
+                .user(SWEEP),
+        ) {
             tracing::debug!("idle sweep timer: {e}");
         }
     }
@@ -856,7 +868,12 @@ impl Server {
                 );
             }
         }
-        if !self.workers.is_empty() && sh.port.post(SERVER_KEY, EXIT, 0).is_err() {
+        if !self.workers.is_empty()
+            && sh
+                .port
+                .post(op::Packet::new(0).key(SERVER_KEY).user(EXIT))
+                .is_err()
+        {
             sh.port.shutdown();
         }
         // The exit packets normally end every worker at once; should one

@@ -23,6 +23,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ringport::op;
 use ringport::{BackendKind, CompletionPort, OpKind};
 
 const BACKENDS: [BackendKind; 2] = [BackendKind::IoUring, BackendKind::Epoll];
@@ -51,7 +52,7 @@ fn post_get(c: &mut Criterion) {
         let Some(p) = port(kind, 1) else { continue };
         g.bench_function(BenchmarkId::new("one_thread", kind), |b| {
             b.iter(|| {
-                p.post(1, 2, 3).expect("post");
+                p.post(op::Packet::new(3).key(1).user(2)).expect("post");
                 p.get(LIMIT).expect("get")
             })
         });
@@ -67,15 +68,18 @@ fn post_get(c: &mut Criterion) {
             if c.user() == u64::MAX {
                 return;
             }
-            back2.post(0, c.user(), 0).expect("echo post");
+            back2
+                .post(op::Packet::new(0).user(c.user()))
+                .expect("echo post");
         });
         g.bench_function(BenchmarkId::new("two_threads", kind), |b| {
             b.iter(|| {
-                a.post(0, 1, 0).expect("post");
+                a.post(op::Packet::new(0).user(1)).expect("post");
                 back.get(LIMIT).expect("get back")
             })
         });
-        a.post(0, u64::MAX, 0).expect("stop packet");
+        a.post(op::Packet::new(0).user(u64::MAX))
+            .expect("stop packet");
         echo.join().expect("echo thread");
     }
     g.finish();
@@ -91,7 +95,7 @@ fn batch(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("packets_64", kind), |b| {
             b.iter(|| {
                 for i in 0..N {
-                    p.post(0, i as u64, 0).expect("post");
+                    p.post(op::Packet::new(0).user(i as u64)).expect("post");
                 }
                 let mut got = 0;
                 while got < N {
@@ -103,7 +107,8 @@ fn batch(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("timeouts_64", kind), |b| {
             b.iter(|| {
                 for i in 0..N {
-                    p.timeout(Duration::ZERO, 0, i as u64).expect("timeout");
+                    p.submit(op::Timeout::new(Duration::ZERO).user(i as u64))
+                        .expect("timeout");
                 }
                 let mut got = 0;
                 while got < N {
@@ -133,23 +138,23 @@ fn socket(c: &mut Criterion) {
         let mut out = Vec::with_capacity(4);
         g.bench_function(BenchmarkId::new("send_recv_64B", kind), |b| {
             b.iter(|| {
-                p.recv(&rx, recv_buf.take().expect("recv buffer"), 0)
+                p.submit(op::Recv::new(&rx, recv_buf.take().expect("recv buffer")))
                     .expect("recv");
-                p.send_all(&tx, send_buf.take().expect("send buffer"), 0)
+                p.submit(op::SendAll::new(&tx, send_buf.take().expect("send buffer")))
                     .expect("send");
                 let mut received = 0;
                 while send_buf.is_none() || received < 64 {
                     p.get_many(&mut out, 4, LIMIT).expect("get_many");
                     for mut c in out.drain(..) {
                         let n = c.result().expect("socket op");
-                        let mut buf = c.take_buf().expect("buffer back");
+                        let mut buf = c.take_buf::<Vec<u8>>().expect("buffer back");
                         match c.kind() {
                             OpKind::SendAll => send_buf = Some(buf),
                             OpKind::Recv => {
                                 received += n;
                                 buf.clear();
                                 if received < 64 {
-                                    p.recv(&rx, buf, 0).expect("recv rest");
+                                    p.submit(op::Recv::new(&rx, buf)).expect("recv rest");
                                 } else {
                                     recv_buf = Some(buf);
                                 }

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use ringport::op;
 use ringport::{CompletionPort, Handle, OpKind};
 use socket2::{Domain, Socket, Type};
 
@@ -98,10 +99,10 @@ impl Server {
 
     fn on_accept(&self, c: &mut ringport::Completion) {
         // Replenish the accept that just completed.
-        if let Err(e) = self.port.accept(&self.listener, 0) {
+        if let Err(e) = self.port.submit(op::Accept::new(&self.listener)) {
             eprintln!("re-posting accept failed: {e}");
         }
-        let Some(acc) = c.take_accepted() else {
+        let Ok(acc) = c.take_accepted() else {
             eprintln!("accept failed: {:?}", c.result());
             return;
         };
@@ -109,7 +110,10 @@ impl Server {
         match self.port.associate(acc.socket, key) {
             Ok(conn) => {
                 self.conns.write().insert(key, conn.clone());
-                if let Err(e) = self.port.recv(&conn, Vec::with_capacity(BUF_SIZE), 0) {
+                if let Err(e) = self
+                    .port
+                    .submit(op::Recv::new(&conn, Vec::with_capacity(BUF_SIZE)))
+                {
                     eprintln!("recv on {}: {e}", acc.peer);
                     self.drop_conn(key);
                 }
@@ -123,9 +127,9 @@ impl Server {
         match c.result() {
             Ok(n) if n > 0 => {
                 // BytesRECV = n, BytesSEND = 0: echo what came in.
-                let buf = c.take_buf().expect("recv returns its buffer");
+                let buf = c.take_buf::<Vec<u8>>().expect("recv returns its buffer");
                 match self.conn(key) {
-                    Some(conn) if self.port.send(&conn, buf, 0).is_ok() => {}
+                    Some(conn) if self.port.submit(op::Send::new(&conn, buf)).is_ok() => {}
                     _ => self.drop_conn(key),
                 }
             }
@@ -139,16 +143,16 @@ impl Server {
             self.drop_conn(key);
             return;
         };
-        let mut buf = c.take_buf().expect("send returns its buffer");
+        let mut buf = c.take_buf::<Vec<u8>>().expect("send returns its buffer");
         let Some(conn) = self.conn(key) else { return };
         let posted = if sent < buf.len() {
             // BytesSEND < BytesRECV: send the rest.
             buf.drain(..sent);
-            self.port.send(&conn, buf, 0)
+            self.port.submit(op::Send::new(&conn, buf))
         } else {
             // Everything echoed: post the next receive.
             buf.clear();
-            self.port.recv(&conn, buf, 0)
+            self.port.submit(op::Recv::new(&conn, buf))
         };
         if posted.is_err() {
             self.drop_conn(key);
@@ -198,7 +202,7 @@ fn run(cfg: Config) -> std::io::Result<()> {
         next_key: AtomicU64::new(LISTENER + 1),
     });
     for _ in 0..POSTED_ACCEPTS {
-        server.port.accept(&server.listener, 0)?;
+        server.port.submit(op::Accept::new(&server.listener))?;
     }
     let workers: Vec<_> = (0..cfg.workers)
         .map(|_| {

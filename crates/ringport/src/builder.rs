@@ -1,60 +1,11 @@
 //! Building a port: concurrency, backend choice and sizes.
 
-use std::fmt;
 use std::io;
 
+use crate::engine::Engine;
+use crate::pool::BufPool;
 use crate::port::CompletionPort;
-use crate::shared::Shared;
-use crate::sys::{self, Driver};
-
-/// The engine a port runs on.
-///
-/// ```
-/// let port = ringport::CompletionPort::new(0)?;
-/// println!("backend: {}", port.backend());
-/// # Ok::<(), std::io::Error>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum BackendKind {
-    /// The kernel performs the I/O (io_uring).
-    IoUring,
-    /// Readiness with edge-triggered epoll; the port performs the I/O.
-    Epoll,
-}
-
-impl BackendKind {
-    /// `"io_uring"` or `"epoll"`.
-    ///
-    /// ```
-    /// assert_eq!(ringport::BackendKind::Epoll.name(), "epoll");
-    /// ```
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendKind::IoUring => "io_uring",
-            BackendKind::Epoll => "epoll",
-        }
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for BackendKind {
-    type Err = io::Error;
-    fn from_str(s: &str) -> io::Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "uring" | "io_uring" | "io-uring" | "iouring" => Ok(BackendKind::IoUring),
-            "epoll" => Ok(BackendKind::Epoll),
-            other => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("unknown backend {other:?} (expected uring or epoll)"),
-            )),
-        }
-    }
-}
+use crate::sys::{BackendKind, Config, Driver};
 
 /// Configures and creates a [`CompletionPort`].
 ///
@@ -141,7 +92,7 @@ impl Builder {
     ///
     /// ```
     /// let port = ringport::CompletionPort::builder().single_thread(true).build()?;
-    /// port.post(0, 1, 0)?;
+    /// port.post(ringport::op::Packet::new(0).user(1))?;
     /// assert_eq!(port.get(None)?.user(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -189,19 +140,21 @@ impl Builder {
                 _ => None,
             },
         };
-        let driver = match wanted {
-            Some(BackendKind::IoUring) => Driver::Uring(sys::uring::Driver::new(&self)?),
-            Some(BackendKind::Epoll) => Driver::Epoll(sys::epoll::Driver::new(&self)?),
-            None => match sys::uring::Driver::new(&self) {
-                Ok(d) => Driver::Uring(d),
-                Err(why) => {
-                    tracing::warn!("io_uring unavailable ({why}); using the epoll backend");
-                    Driver::Epoll(sys::epoll::Driver::new(&self)?)
-                }
-            },
+        let cfg = Config {
+            entries: self.entries,
+            pool_bufs: self.pool_bufs,
+            pool_buf_size: self.pool_buf_size,
+            single_thread: self.single_thread,
+            coalesce: self.coalesce,
+            opcodes: crate::op::opcodes(),
         };
-        Ok(CompletionPort::from_shared(
-            Shared::new(driver, concurrency, &self).into_arc(),
-        ))
+        let driver = Driver::new(wanted, &cfg)?;
+        let pool = BufPool::new(self.pool_buf_size, self.pool_bufs * 4);
+        Ok(CompletionPort::from_engine(Engine::new(
+            driver,
+            concurrency,
+            self.single_thread,
+            pool,
+        )))
     }
 }

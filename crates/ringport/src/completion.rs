@@ -1,126 +1,32 @@
-//! What a dequeue returns: the completion key, the per-I/O user value, the
-//! operation kind, its result and the buffer it owned.
+//! What a dequeue returns: the completion key and the handle's context (the
+//! per-handle data), the per-I/O user value, the operation kind, its result,
+//! and the buffer it owned; and [`Outcome`], the same by kind.
 
+use std::any::Any;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::sync::{Arc, Weak};
 
-/// Identifies one posted operation, for [`CompletionPort::cancel`].
-///
-/// An `OpId` is never reused while the operation it names is outstanding, and a
-/// stale `OpId` (of an operation that already completed) cancels nothing.
-///
-/// [`CompletionPort::cancel`]: crate::CompletionPort::cancel
-///
-/// # Examples
-///
-/// ```
-/// use ringport::{CompletionPort, OpId};
-/// use std::time::Duration;
-///
-/// let port = CompletionPort::new(0)?;
-/// let id: OpId = port.timeout(Duration::from_secs(60), 0, 7)?;
-/// port.cancel(id)?;
-/// let c = port.get(None)?;
-/// assert!(c.is_cancelled());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OpId(pub(crate) u64);
+use crate::handle::{Context, Handle, HandleInner};
+use crate::op::{OpKind, Out};
+use crate::sys::buf::{Buf, Buffer};
+use crate::sys::OpId;
 
-impl OpId {
-    /// The id carried by completions that had no posted operation (user packets).
-    pub const NONE: OpId = OpId(0);
-
-    /// The raw value (index and generation), useful for logging.
-    ///
-    /// ```
-    /// assert_eq!(ringport::OpId::NONE.as_u64(), 0);
-    /// ```
-    pub fn as_u64(self) -> u64 {
-        self.0
-    }
-}
-
-impl fmt::Debug for OpId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OpId({}#{})", self.0 as u32, self.0 >> 32)
-    }
-}
-
-/// The kind of operation a completion belongs to (the seeds' `OPERATION_TYPE`).
-///
-/// ```
-/// use ringport::OpKind;
-/// assert_eq!(OpKind::Recv.name(), "recv");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum OpKind {
-    /// A user packet from [`CompletionPort::post`](crate::CompletionPort::post).
-    Packet,
-    /// An accepted connection (AcceptEx).
-    Accept,
-    /// An outgoing connection (ConnectEx).
-    Connect,
-    /// A receive into a caller-supplied buffer (WSARecv).
-    Recv,
-    /// A receive into a buffer taken from the port's pool, reposted by the
-    /// port after every completion while [`Completion::more`] is true.
-    RecvPooled,
-    /// A send that completes with the bytes actually sent (WSASend).
-    Send,
-    /// A send the port continues until every byte is sent or an error occurs.
-    SendAll,
-    /// A positional read from a file (ReadFile with OVERLAPPED offset).
-    ReadAt,
-    /// A positional write to a file (WriteFile with OVERLAPPED offset).
-    WriteAt,
-    /// A timer.
-    Timeout,
-    /// The close of a handle.
-    Close,
-}
-
-impl OpKind {
-    /// A short lowercase name, for logs.
-    ///
-    /// ```
-    /// assert_eq!(ringport::OpKind::SendAll.name(), "send_all");
-    /// ```
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::Packet => "packet",
-            OpKind::Accept => "accept",
-            OpKind::Connect => "connect",
-            OpKind::Recv => "recv",
-            OpKind::RecvPooled => "recv_pooled",
-            OpKind::Send => "send",
-            OpKind::SendAll => "send_all",
-            OpKind::ReadAt => "read_at",
-            OpKind::WriteAt => "write_at",
-            OpKind::Timeout => "timeout",
-            OpKind::Close => "close",
-        }
-    }
-}
-
-/// A connection produced by an accept operation, with both addresses, as
-/// `AcceptEx` + `GetAcceptExSockaddrs` give them.
+/// A connection produced by an accept, with both addresses, as `AcceptEx` +
+/// `GetAcceptExSockaddrs` give them.
 ///
 /// ```no_run
-/// # fn f(c: &mut ringport::Completion) {
-/// if let Some(acc) = c.take_accepted() {
-///     println!("{} -> {}", acc.peer, acc.local);
-///     let stream = std::net::TcpStream::from(acc.socket);
-/// }
-/// # }
+/// # fn f(c: &mut ringport::Completion) -> std::io::Result<()> {
+/// let acc = c.take_accepted()?;
+/// println!("{} -> {}", acc.peer, acc.local);
+/// let stream = std::net::TcpStream::from(acc.socket);
+/// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct Accepted {
-    /// The new socket, non-blocking and close-on-exec. Not yet associated
-    /// with any port.
+    /// The new socket, close-on-exec. Not yet associated with any port.
     pub socket: OwnedFd,
     /// The local address of the connection.
     pub local: SocketAddr,
@@ -128,18 +34,63 @@ pub struct Accepted {
     pub peer: SocketAddr,
 }
 
+/// What a completion says happened, by the kind of its operation: the view
+/// to `match` on. Every variant that had a buffer hands it back.
+///
+/// ```
+/// use ringport::{CompletionPort, Outcome};
+/// use ringport::op::Packet;
+/// let port = CompletionPort::new(1)?;
+/// port.post(Packet::new(9))?;
+/// match port.get(None)?.take_outcome() {
+///     Outcome::Packet(value) => assert_eq!(value, 9),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// A user packet, with its value.
+    Packet(usize),
+    /// A connection was accepted.
+    Accepted(Accepted),
+    /// A connection was accepted with its first data (`n` bytes, in the
+    /// buffer; 0 if the client closed without sending).
+    AcceptedWithData(Accepted, usize, Buffer),
+    /// A connect succeeded.
+    Connected,
+    /// `n` bytes were received (or read) into the buffer; 0 means the
+    /// peer closed its side (or the end of the file).
+    Received(usize, Buffer),
+    /// `n` bytes were sent (or written) from the buffer.
+    Sent(usize, Buffer),
+    /// A timer expired.
+    TimerExpired,
+    /// The sending side was shut.
+    ShutDown,
+    /// The handle was closed; no completion of it follows.
+    HandleClosed,
+    /// The operation failed (or was cancelled:
+    /// [`io::ErrorKind`] aside, `raw_os_error()` is `ECANCELED`); its
+    /// buffer, if it had one, comes back.
+    Failed(io::Error, Option<Buffer>),
+}
+
 /// A finished operation (or a user packet), as dequeued by
 /// [`CompletionPort::get`](crate::CompletionPort::get).
 ///
-/// It carries the completion key of the handle (the per-handle data), the user
-/// value given when the operation was posted (the per-I/O data), the operation
-/// kind, the result with the OS error code kept, and the buffer the operation
-/// owned, handed back whether the operation succeeded or not.
+/// It carries the completion key of the handle and the handle's context
+/// (the per-handle data), the user value given when the operation was
+/// posted (the per-I/O data), the operation kind, the result with the OS
+/// error code kept, and the buffer the operation owned, handed back whether
+/// the operation succeeded or not.
 ///
 /// ```
 /// use ringport::{CompletionPort, OpKind};
+/// use ringport::op::Packet;
 /// let port = CompletionPort::new(1)?;
-/// port.post(5, 6, 7)?;
+/// port.post(Packet::new(7).key(5).user(6))?;
 /// let c = port.get(None)?;
 /// assert_eq!((c.key(), c.user(), c.kind()), (5, 6, OpKind::Packet));
 /// assert_eq!(c.result()?, 7);
@@ -152,13 +103,18 @@ pub struct Completion {
     pub(crate) id: OpId,
     /// Bytes transferred (or the packet value), or a positive errno.
     pub(crate) result: Result<usize, i32>,
-    pub(crate) buf: Option<Vec<u8>>,
+    pub(crate) buf: Option<Buf>,
     pub(crate) accepted: Option<Box<Accepted>>,
     pub(crate) more: bool,
     pub(crate) seq: u64,
+    /// The handle's record (weak: a completion does not keep the descriptor
+    /// open) and its context.
+    pub(crate) handle: Option<Weak<HandleInner>>,
+    pub(crate) context: Option<Context>,
 }
 
 impl Completion {
+    /// A user packet's completion.
     pub(crate) fn packet(key: u64, user: u64, value: usize) -> Self {
         Completion {
             key,
@@ -170,11 +126,50 @@ impl Completion {
             accepted: None,
             more: false,
             seq: 0,
+            handle: None,
+            context: None,
         }
     }
 
-    /// The completion key of the handle the operation was posted on (0 for
-    /// operations without a handle unless one was given).
+    /// A handle's `Close` completion.
+    pub(crate) fn close(handle: &Arc<HandleInner>, user: u64) -> Self {
+        Completion {
+            kind: OpKind::Close,
+            handle: Some(Arc::downgrade(handle)),
+            context: handle.context.clone(),
+            ..Completion::packet(handle.key, user, 0)
+        }
+    }
+
+    /// An operation's completion.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn of_op(
+        kind: OpKind,
+        id: OpId,
+        key: u64,
+        user: u64,
+        seq: u64,
+        more: bool,
+        handle: Option<&Arc<HandleInner>>,
+        out: Out,
+    ) -> Self {
+        Completion {
+            handle: handle.map(Arc::downgrade),
+            context: handle.and_then(|h| h.context.clone()),
+            key,
+            user,
+            kind,
+            id,
+            result: out.result,
+            buf: out.buf,
+            accepted: out.accepted,
+            more,
+            seq,
+        }
+    }
+
+    /// The completion key of the handle the operation was posted on (for a
+    /// timer or a packet: the one it was given).
     pub fn key(&self) -> u64 {
         self.key
     }
@@ -194,11 +189,12 @@ impl Completion {
         self.id
     }
 
-    /// Bytes transferred, or the error. For a receive, `Ok(0)` means the peer
-    /// closed its side (FIN); a reset is `ECONNRESET`; a cancelled operation is
-    /// `ECANCELED` (see [`Completion::is_cancelled`]). For a packet it is the
-    /// value given to `post`; for accept and connect it is 0 on success (or
-    /// the number of first bytes received with `accept_with_data`).
+    /// Bytes transferred, or the error. For a receive, `Ok(0)` means the
+    /// peer closed its side (FIN); a reset is `ECONNRESET`; a cancelled
+    /// operation is `ECANCELED` (see [`is_cancelled`](Self::is_cancelled)).
+    /// For a packet it is the value given to `post`; for an accept or a
+    /// connect it is 0 on success (or the number of first bytes received by
+    /// an accept with first data).
     pub fn result(&self) -> io::Result<usize> {
         self.result.map_err(io::Error::from_raw_os_error)
     }
@@ -208,27 +204,28 @@ impl Completion {
         self.result.err()
     }
 
-    /// Whether the operation was cancelled (by `cancel`, by closing its handle
-    /// or by shutdown) before it could finish.
+    /// Whether the operation was cancelled (by `cancel`, by closing its
+    /// handle or by shutdown) before it could finish.
     pub fn is_cancelled(&self) -> bool {
         self.result == Err(libc::ECANCELED)
     }
 
-    /// Whether the port keeps this operation posted (pooled receives): more
-    /// completions with the same [`OpId`] will follow.
+    /// Whether the port keeps this operation posted (pooled receives,
+    /// multishot accepts): more completions with the same [`OpId`] follow.
     pub fn more(&self) -> bool {
         self.more
     }
 
     /// The position of this completion among those of its operation: 0, 1,
-    /// 2, … for the chunks of a pooled receive, in the order the data arrived
-    /// on the socket, and the final completion last; 0 for other operations.
-    /// Completions of one operation may be dequeued by different threads, in
-    /// any order; `seq` lets a multi-threaded server put them back in order.
+    /// 2, … for the chunks of a pooled receive, in the order the data
+    /// arrived on the socket, and the final completion last; 0 for other
+    /// operations. Completions of one operation may be dequeued by
+    /// different threads, in any order; `seq` lets a multi-threaded server
+    /// put them back in order.
     ///
     /// ```
     /// # let port = ringport::CompletionPort::new(1)?;
-    /// port.post(0, 0, 0)?;
+    /// port.post(ringport::op::Packet::new(0))?;
     /// assert_eq!(port.get(None)?.seq(), 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -236,26 +233,100 @@ impl Completion {
         self.seq
     }
 
-    /// The buffer the operation owned. For receives its length was extended by
-    /// the bytes received; for sends it is the buffer as given.
-    pub fn buf(&self) -> Option<&Vec<u8>> {
-        self.buf.as_ref()
-    }
-
-    /// Takes the buffer out of the completion.
-    pub fn take_buf(&mut self) -> Option<Vec<u8>> {
-        self.buf.take()
-    }
-
-    /// The bytes received by a receive (or first data of an accept), empty
-    /// for other operations.
+    /// The bytes of the operation's buffer: what a receive got (or the
+    /// first data of an accept), what a send sent; empty if it had none.
     pub fn data(&self) -> &[u8] {
-        self.buf.as_deref().unwrap_or(&[])
+        self.buf.as_ref().map_or(&[], Buf::bytes)
     }
 
-    /// Takes the accepted connection out of an accept completion.
-    pub fn take_accepted(&mut self) -> Option<Accepted> {
-        self.accepted.take().map(|a| *a)
+    /// Takes the operation's buffer, as the type it was posted with (for a
+    /// pooled receive, a `Vec<u8>`). `None` if it had none, it was taken, or
+    /// it is not a `B`.
+    ///
+    /// ```
+    /// # use std::io::Write;
+    /// # use ringport::op;
+    /// # let port = ringport::CompletionPort::new(1)?;
+    /// # let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let mut peer = std::net::TcpStream::connect(l.local_addr()?)?;
+    /// # let conn = port.associate(l.accept()?.0, 1)?;
+    /// # peer.write_all(b"x")?;
+    /// port.submit(op::Recv::new(&conn, Vec::with_capacity(8)))?;
+    /// let mut c = port.get(None)?;
+    /// let buf: Vec<u8> = c.take_buf().expect("the receive's buffer");
+    /// assert_eq!(buf, b"x");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn take_buf<B: 'static>(&mut self) -> Option<B> {
+        match self.buf.take()?.take::<B>() {
+            Ok(b) => Some(b),
+            Err(buf) => {
+                self.buf = Some(buf);
+                None
+            }
+        }
+    }
+
+    /// Takes the accepted connection out of an accept's completion; the
+    /// accept's error if it failed; `InvalidInput` for another kind, or if
+    /// it was taken already.
+    pub fn take_accepted(&mut self) -> io::Result<Accepted> {
+        self.result()?;
+        self.accepted.take().map(|a| *a).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no accepted connection in this {} completion", self.kind),
+            )
+        })
+    }
+
+    /// The context the handle was associated with
+    /// ([`CompletionPort::associate_with`](crate::CompletionPort::associate_with)),
+    /// if it has one of type `T`: the per-handle data, without a lookup.
+    pub fn context<T: Any>(&self) -> Option<&T> {
+        self.context.as_ref()?.downcast_ref()
+    }
+
+    /// The handle the operation was posted on, to post the next operation
+    /// on it without looking it up; `None` for packets and timers, and once
+    /// the application has no `Handle` of it any more (dropped or closed).
+    pub fn handle(&self) -> Option<Handle> {
+        Handle::revive(self.handle.as_ref()?)
+    }
+
+    /// What happened, by kind: the completion's result, buffer and accepted
+    /// connection in one value to `match` on (they are taken out of the
+    /// completion; key, user value, context and handle stay).
+    pub fn take_outcome(&mut self) -> Outcome {
+        let buf = self.buf.take().map(Buffer);
+        let n = match self.result {
+            Ok(n) => n,
+            Err(e) => return Outcome::Failed(io::Error::from_raw_os_error(e), buf),
+        };
+        let accepted = self.accepted.take().map(|a| *a);
+        let buffer = |buf: Option<Buffer>| buf.unwrap_or_else(|| Buffer(Buf::Vec(Vec::new())));
+        match (self.kind, accepted) {
+            (OpKind::Packet, _) => Outcome::Packet(n),
+            (OpKind::Accept, Some(acc)) => match buf {
+                Some(data) => Outcome::AcceptedWithData(acc, n, data),
+                None => Outcome::Accepted(acc),
+            },
+            (OpKind::Connect, _) => Outcome::Connected,
+            (OpKind::Recv | OpKind::RecvPooled | OpKind::ReadAt, _) => {
+                Outcome::Received(n, buffer(buf))
+            }
+            (OpKind::Send | OpKind::SendAll | OpKind::WriteAt, _) => Outcome::Sent(n, buffer(buf)),
+            (OpKind::Timeout, _) => Outcome::TimerExpired,
+            (OpKind::Shutdown, _) => Outcome::ShutDown,
+            (OpKind::Close, _) => Outcome::HandleClosed,
+            (kind, _) => Outcome::Failed(
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{kind} completion without its result (taken already?)"),
+                ),
+                buf,
+            ),
+        }
     }
 }
 
@@ -267,7 +338,7 @@ impl fmt::Debug for Completion {
             .field("kind", &self.kind)
             .field("id", &self.id)
             .field("result", &self.result())
-            .field("buf_len", &self.buf.as_ref().map(Vec::len))
+            .field("buf_len", &self.buf.as_ref().map(Buf::len))
             .field("accepted", &self.accepted)
             .field("more", &self.more)
             .field("seq", &self.seq)
@@ -275,10 +346,11 @@ impl fmt::Debug for Completion {
     }
 }
 
-/// Why [`CompletionPort::get`](crate::CompletionPort::get) returned no completion.
+/// Why [`CompletionPort::get`](crate::CompletionPort::get) returned no
+/// completion.
 ///
-/// Converts into an [`io::Error`] (`TimedOut`, or `NotConnected` for a closed
-/// port) for callers that use `?` in an `io::Result` function.
+/// Converts into an [`io::Error`] (`TimedOut`, or `NotConnected` for a
+/// closed port) for callers that use `?` in an `io::Result` function.
 ///
 /// ```
 /// use ringport::{CompletionPort, GetError};

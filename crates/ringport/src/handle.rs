@@ -1,19 +1,26 @@
-//! An associated socket or file: the descriptor, its completion key (the
-//! per-handle data) and the lanes that keep its operations in order.
+//! An associated socket or file: the descriptor, its completion key and
+//! context (the per-handle data), and what the port tracks of its
+//! operations (the lanes that keep them in order, their count, its close).
+//!
+//! # When the descriptor is closed
+//! The record is shared by the `Handle` clones and the operations in flight
+//! (each holds an `Arc`); the last `Handle` dropped (or given to `close`)
+//! cancels the operations, and the descriptor closes when the record goes,
+//! after the last of them completed. Completions hold only a weak reference
+//! (and the context, if any): they do not keep the descriptor open.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
 
 use parking_lot::Mutex;
 
-use crate::completion::{Completion, OpId};
-use crate::shared::Shared;
+use crate::engine::Engine;
 use crate::short_lock::ShortLock;
-use crate::sys::{Backend, FdState};
+use crate::sys::{Backend, OpId};
 
 /// The operations waiting for a lane to free up, and whether one runs.
 #[derive(Default)]
@@ -22,35 +29,39 @@ pub(crate) struct LaneQueue {
     pub waiting: VecDeque<OpId>,
 }
 
-/// What the port tracks of a handle's operations, under one short lock.
+/// What the port tracks of a handle, under one short lock.
 #[derive(Default)]
 pub(crate) struct OpsState {
     pub lanes: [LaneQueue; 2],
     /// Operations in the op table that work on this handle.
     pub ops: usize,
+    /// Live `Handle` clones; at 0 the handle's operations are cancelled.
+    pub users: usize,
     /// `close` was called (a second call fails).
     pub close_called: bool,
-    /// The `Close` completion, handed out when `ops` reaches 0: after every
-    /// completion of the handle's operations.
-    pub close: Option<Completion>,
+    /// The user value of the `Close` completion, handed out when `ops`
+    /// reaches 0: after every completion of the handle's operations.
+    pub close: Option<u64>,
 }
+
+/// An application value a handle carries (see
+/// [`CompletionPort::associate_with`](crate::CompletionPort::associate_with)).
+pub(crate) type Context = Arc<dyn std::any::Any + Send + Sync>;
 
 pub(crate) struct HandleInner {
     pub fd: OwnedFd,
     pub key: u64,
+    pub context: Option<Context>,
     pub state: ShortLock<OpsState>,
     /// Set by close and cancel_handle: no new operation may start.
     pub closed: AtomicBool,
-    /// Number of live `Handle` clones; at 0 the handle's ops are cancelled.
-    pub users: AtomicUsize,
-    pub sys: FdState,
-    pub port: Weak<Shared>,
+    pub port: Weak<Engine>,
 }
 
 impl Drop for HandleInner {
     fn drop(&mut self) {
-        if let Some(sh) = self.port.upgrade() {
-            sh.driver.deregister(&sh, self);
+        if let Some(port) = self.port.upgrade() {
+            port.driver.deregister(self.fd.as_raw_fd(), &*port);
         }
         // While the number still names this descriptor, so that a new
         // descriptor given the same number can be associated at once.
@@ -72,8 +83,8 @@ fn owners() -> parking_lot::MutexGuard<'static, HashSet<RawFd>> {
 ///
 /// The handle owns the descriptor. Clones share it. When the last clone is
 /// dropped, the handle's outstanding operations are cancelled (each still
-/// completes once, as cancelled) and the descriptor is closed once the last of
-/// them has completed. [`CompletionPort::close`](crate::CompletionPort::close)
+/// completes once, as cancelled) and the descriptor is closed once the last
+/// of them has completed. [`CompletionPort::close`](crate::CompletionPort::close)
 /// does the same explicitly and reports it as a completion.
 ///
 /// ```
@@ -93,7 +104,12 @@ impl Handle {
     /// Takes ownership of `fd` for a port, unless the descriptor is
     /// associated already: then it fails with `AlreadyExists` and leaves the
     /// descriptor open, since it belongs to the handle that has it.
-    pub(crate) fn new(fd: OwnedFd, key: u64, port: Weak<Shared>) -> io::Result<Self> {
+    pub(crate) fn new(
+        fd: OwnedFd,
+        key: u64,
+        context: Option<Context>,
+        port: Weak<Engine>,
+    ) -> io::Result<Self> {
         let raw = fd.as_raw_fd();
         if !owners().insert(raw) {
             // Not ours to close: the `OwnedFd` was a second owner.
@@ -107,13 +123,29 @@ impl Handle {
             inner: Arc::new(HandleInner {
                 fd,
                 key,
-                state: ShortLock::new(OpsState::default()),
+                context,
+                state: ShortLock::new(OpsState {
+                    users: 1,
+                    ..OpsState::default()
+                }),
                 closed: AtomicBool::new(false),
-                users: AtomicUsize::new(1),
-                sys: FdState::default(),
                 port,
             }),
         })
+    }
+
+    /// A new `Handle` of a record a completion refers to, if the
+    /// application still has one (a handle dropped or closed stays so).
+    pub(crate) fn revive(inner: &Weak<HandleInner>) -> Option<Handle> {
+        let inner = inner.upgrade()?;
+        {
+            let mut st = inner.state.lock();
+            if st.users == 0 {
+                return None;
+            }
+            st.users += 1;
+        }
+        Some(Handle { inner })
     }
 
     /// The completion key given at association.
@@ -121,7 +153,32 @@ impl Handle {
         self.inner.key
     }
 
-    /// Whether [`CompletionPort::close`](crate::CompletionPort::close) was called.
+    /// The context given at association
+    /// ([`CompletionPort::associate_with`](crate::CompletionPort::associate_with)),
+    /// if it is a `T`.
+    ///
+    /// ```
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let h = port.associate_with(l, 1, String::from("listener"))?;
+    /// assert_eq!(h.context::<String>().map(String::as_str), Some("listener"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn context<T: std::any::Any>(&self) -> Option<&T> {
+        self.inner.context.as_ref()?.downcast_ref()
+    }
+
+    /// Whether [`CompletionPort::close`](crate::CompletionPort::close) (or
+    /// [`cancel_handle`](crate::CompletionPort::cancel_handle)) was called:
+    /// no new operation may be posted.
+    ///
+    /// ```
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let h = port.associate(std::net::TcpListener::bind("127.0.0.1:0")?, 0)?;
+    /// port.cancel_handle(&h);
+    /// assert!(h.is_closed());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
     }
@@ -129,7 +186,7 @@ impl Handle {
 
 impl Clone for Handle {
     fn clone(&self) -> Self {
-        self.inner.users.fetch_add(1, Ordering::Relaxed);
+        self.inner.state.lock().users += 1;
         Handle {
             inner: self.inner.clone(),
         }
@@ -138,10 +195,19 @@ impl Clone for Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        if self.inner.users.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Some(sh) = self.inner.port.upgrade() {
-                sh.cancel_handle(&self.inner);
-            }
+        let last = {
+            let mut st = self.inner.state.lock();
+            st.users -= 1;
+            st.users == 0
+        };
+        if !last {
+            return;
+        }
+        match self.inner.port.upgrade() {
+            // Cancels what is left; the record (and the descriptor) goes
+            // when the last op has completed.
+            Some(port) => port.cancel_handle(&self.inner),
+            None => self.inner.closed.store(true, Ordering::Release),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Windows-style I/O completion ports for Linux.
 //!
 //! A completion port is a queue of finished operations. Sockets and files are
-//! associated with it under a *completion key*; operations posted on them
-//! (accept, connect, recv, send, read/write at an offset, timeout, close)
-//! own their buffers until their completion is dequeued; worker threads
+//! associated with it under a *completion key* (and, if wanted, a context
+//! value); operations posted on them ([`op`]: accept, connect, recv, send,
+//! read/write at an offset, shutdown, timeout) own their buffers until
+//! their completion is dequeued; worker threads
 //! dequeue completions one at a time or in batches, at most `concurrency` of
 //! them running at once, the most recent waiter first. User packets wake
 //! workers and stop them. This is the model of the Windows IOCP
@@ -23,14 +24,14 @@
 //! # Example: the seeds' echo worker
 //!
 //! ```
-//! use ringport::{CompletionPort, OpKind};
+//! use ringport::{op, CompletionPort, Outcome};
 //! use std::io::{Read, Write};
 //! use std::net::{TcpListener, TcpStream};
 //!
 //! let port = CompletionPort::new(0)?;
 //! let listener = port.associate(TcpListener::bind("127.0.0.1:0")?, 0)?;
 //! let addr = ringport::local_addr(&listener)?;
-//! port.accept(&listener, 0)?;
+//! port.submit(op::Accept::new(&listener))?;
 //!
 //! let client = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
 //!     let mut s = TcpStream::connect(addr)?;
@@ -40,49 +41,62 @@
 //!     Ok(back.to_vec())
 //! });
 //!
+//! // The connections (a handle dropped closes its socket).
 //! let mut conns = Vec::new();
 //! loop {
 //!     let mut c = port.get(None)?;
-//!     match c.kind() {
-//!         OpKind::Accept => {
-//!             let acc = c.take_accepted().expect("accepted socket");
-//!             let conn = port.associate(acc.socket, 1)?;
-//!             port.recv(&conn, Vec::with_capacity(4096), 0)?;
+//!     match c.take_outcome() {
+//!         Outcome::Accepted(conn) => {
+//!             let conn = port.associate(conn.socket, 1)?;
+//!             port.submit(op::Recv::new(&conn, Vec::with_capacity(4096)))?;
 //!             conns.push(conn);
 //!         }
-//!         OpKind::Recv if c.result()? > 0 => {
-//!             let data = c.take_buf().unwrap();
-//!             port.send_all(&conns[0], data, 0)?;
+//!         // The completion hands back the handle it came from.
+//!         Outcome::Received(n, data) if n > 0 => {
+//!             if let Some(conn) = c.handle() {
+//!                 port.submit(op::SendAll::new(&conn, data))?;
+//!             }
 //!         }
-//!         OpKind::SendAll => break,
-//!         _ => unreachable!(),
+//!         Outcome::Sent(..) => break,
+//!         // End of stream, or a failure: the connection is done.
+//!         _ => break,
 //!     }
 //! }
 //! assert_eq!(client.join().unwrap()?, b"ping");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! See `docs/ARCHITECTURE.md` for how threads, rings and queues fit together.
+//! # Sockets from elsewhere
+//!
+//! The port takes any descriptor: a `std::net` listener or stream, or a
+//! socket made with [`socket2`] when it needs options first or must stay
+//! unconnected for [`op::Connect`] (`socket2::Socket::new(..)`, then
+//! [`CompletionPort::associate`]).
+//!
+//! See `docs/ARCHITECTURE.md` for how threads, rings and queues fit
+//! together.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-mod buf;
 mod builder;
 mod completion;
+mod engine;
 mod handle;
-mod op;
+pub mod op;
+mod pool;
 mod port;
-
 mod sched;
-mod shared;
 mod short_lock;
 mod sys;
 
-pub use builder::{BackendKind, Builder};
-pub use completion::{Accepted, Completion, GetError, OpId, OpKind};
+pub use builder::Builder;
+pub use completion::{Accepted, Completion, GetError, Outcome};
 pub use handle::Handle;
+pub use op::{OpKind, Operation};
 pub use port::{Batch, Blocking, CompletionPort};
+pub use sys::buf::{Buffer, IoBuf, IoBufMut, RawBuf};
+pub use sys::{BackendKind, OpId};
 
 /// The local address of an associated socket (`getsockname`).
 ///
@@ -96,7 +110,7 @@ pub use port::{Batch, Blocking, CompletionPort};
 /// # Errors
 /// When the descriptor is not an IP socket.
 pub fn local_addr(handle: &Handle) -> std::io::Result<std::net::SocketAddr> {
-    sys::socket_addr(handle, false)
+    ip_addr(socket2::SockRef::from(handle).local_addr()?)
 }
 
 /// The peer address of an associated, connected socket (`getpeername`).
@@ -104,5 +118,10 @@ pub fn local_addr(handle: &Handle) -> std::io::Result<std::net::SocketAddr> {
 /// # Errors
 /// When the socket is not connected or not an IP socket.
 pub fn peer_addr(handle: &Handle) -> std::io::Result<std::net::SocketAddr> {
-    sys::socket_addr(handle, true)
+    ip_addr(socket2::SockRef::from(handle).peer_addr()?)
+}
+
+fn ip_addr(a: socket2::SockAddr) -> std::io::Result<std::net::SocketAddr> {
+    a.as_socket()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an IP socket"))
 }

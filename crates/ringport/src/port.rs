@@ -1,18 +1,18 @@
 //! The completion port: create, associate, post operations, dequeue.
 
+use std::any::Any;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::builder::{BackendKind, Builder};
-use crate::completion::{Completion, GetError, OpId, OpKind};
+use crate::builder::Builder;
+use crate::completion::{Completion, GetError};
+use crate::engine::Engine;
 use crate::handle::Handle;
-use crate::op::{Lane, OpData};
-use crate::shared::{closed_error, Shared};
-use crate::sys::{Backend, SockAddrBuf};
+use crate::op::{Operation, Packet};
+use crate::sys::{Backend, BackendKind, OpId, Submit};
 
 /// A Windows-style I/O completion port.
 ///
@@ -51,7 +51,7 @@ use crate::sys::{Backend, SockAddrBuf};
 /// # Examples
 ///
 /// ```
-/// use ringport::{CompletionPort, OpKind};
+/// use ringport::{op, CompletionPort, Outcome};
 /// use std::io::{Read, Write};
 /// use std::net::{TcpListener, TcpStream};
 ///
@@ -62,11 +62,10 @@ use crate::sys::{Backend, SockAddrBuf};
 /// let conn = port.associate(server, 1)?;
 ///
 /// client.write_all(b"hello")?;
-/// port.recv(&conn, Vec::with_capacity(64), 0)?;
-/// let mut c = port.get(None)?;
-/// assert_eq!((c.kind(), c.data()), (OpKind::Recv, &b"hello"[..]));
-///
-/// port.send_all(&conn, c.take_buf().unwrap(), 0)?;
+/// port.submit(op::Recv::new(&conn, Vec::with_capacity(64)))?;
+/// if let Outcome::Received(5, data) = port.get(None)?.take_outcome() {
+///     port.submit(op::SendAll::new(&conn, data))?;
+/// }
 /// assert_eq!(port.get(None)?.result()?, 5);
 /// let mut echo = [0; 5];
 /// client.read_exact(&mut echo)?;
@@ -75,12 +74,19 @@ use crate::sys::{Backend, SockAddrBuf};
 /// ```
 #[derive(Clone)]
 pub struct CompletionPort {
-    shared: Arc<Shared>,
+    engine: Arc<Engine>,
 }
 
 impl CompletionPort {
     /// Creates a port that lets `concurrency` threads run completions at once
-    /// (0 = the number of CPUs), on the best available backend.
+    /// (0 = the number of CPUs), on the best available backend
+    /// (`CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, concurrency)`).
+    ///
+    /// ```
+    /// let port = ringport::CompletionPort::new(2)?;
+    /// assert_eq!(port.concurrency(), 2);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// When no backend can be set up, or `RINGPORT_BACKEND` names one that
@@ -99,33 +105,62 @@ impl CompletionPort {
         Builder::default()
     }
 
-    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
-        CompletionPort { shared }
+    pub(crate) fn from_engine(engine: Arc<Engine>) -> Self {
+        CompletionPort { engine }
     }
 
     /// The backend in use.
+    ///
+    /// ```
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// println!("running on {}", port.backend());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn backend(&self) -> BackendKind {
-        self.shared.driver.kind()
+        self.engine.driver.kind()
     }
 
     /// The concurrency value (never 0).
+    ///
+    /// ```
+    /// assert!(ringport::CompletionPort::new(0)?.concurrency() >= 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn concurrency(&self) -> usize {
-        self.shared.sched.concurrency()
+        self.engine.sched.concurrency()
     }
 
     /// Threads currently running completions of this port.
+    ///
+    /// ```
+    /// assert_eq!(ringport::CompletionPort::new(1)?.running_threads(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn running_threads(&self) -> usize {
-        self.shared.sched.running()
+        self.engine.sched.running()
     }
 
     /// Threads currently waiting in `get` (parked, or polling the kernel).
+    ///
+    /// ```
+    /// assert_eq!(ringport::CompletionPort::new(1)?.waiting_threads(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn waiting_threads(&self) -> usize {
-        self.shared.sched.idle()
+        self.engine.sched.idle()
     }
 
     /// Operations posted and not yet finally completed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// port.submit(ringport::op::Timeout::new(Duration::from_secs(9)))?;
+    /// assert_eq!(port.outstanding(), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn outstanding(&self) -> usize {
-        self.shared.arena.live()
+        self.engine.table.live()
     }
 
     /// Associates a socket or file with the port under completion `key`
@@ -133,36 +168,116 @@ impl CompletionPort {
     /// ownership of the descriptor; see [`Handle`] for when it is closed. The
     /// backend may change the descriptor's blocking mode.
     ///
+    /// ```
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let l = port.associate(std::net::TcpListener::bind("127.0.0.1:0")?, 7)?;
+    /// assert_eq!(l.key(), 7);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// When the port was shut down, or the backend cannot watch the
     /// descriptor; `AlreadyExists` when the descriptor is associated already
     /// (with this port or another: a second `OwnedFd` of one descriptor,
     /// made with `from_raw_fd`), which is then left open for its owner.
     pub fn associate(&self, fd: impl Into<OwnedFd>, key: u64) -> io::Result<Handle> {
-        if self.shared.sched.is_closed() {
-            return Err(closed_error());
+        self.associate_inner(fd.into(), key, None)
+    }
+
+    /// As [`associate`](Self::associate), with an application value that
+    /// every completion of the handle hands back
+    /// ([`Completion::context`]): the seeds' per-handle data, reached
+    /// without a lookup, and there before the first operation is posted.
+    ///
+    /// ```
+    /// use ringport::{op, CompletionPort};
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// struct Client { received: AtomicU64 }
+    /// let port = CompletionPort::new(1)?;
+    /// let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let mut peer = std::net::TcpStream::connect(l.local_addr()?)?;
+    /// let conn = port.associate_with(l.accept()?.0, 1, Client { received: AtomicU64::new(0) })?;
+    /// std::io::Write::write_all(&mut peer, b"hi")?;
+    /// port.submit(op::Recv::new(&conn, Vec::with_capacity(8)))?;
+    /// let c = port.get(None)?;
+    /// let client: &Client = c.context().expect("associated with a Client");
+    /// client.received.fetch_add(c.result()? as u64, Ordering::Relaxed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`associate`](Self::associate).
+    pub fn associate_with<T: Any + Send + Sync>(
+        &self,
+        fd: impl Into<OwnedFd>,
+        key: u64,
+        context: T,
+    ) -> io::Result<Handle> {
+        self.associate_inner(fd.into(), key, Some(Arc::new(context)))
+    }
+
+    fn associate_inner(
+        &self,
+        fd: OwnedFd,
+        key: u64,
+        context: Option<crate::handle::Context>,
+    ) -> io::Result<Handle> {
+        if self.engine.sched.is_closed() {
+            return Err(crate::engine::closed_error());
         }
-        let handle = Handle::new(fd.into(), key, Arc::downgrade(&self.shared))?;
-        self.shared.driver.register(&self.shared, &handle.inner)?;
+        let handle = Handle::new(fd, key, context, Arc::downgrade(&self.engine))?;
+        self.engine
+            .driver
+            .register(std::os::fd::AsRawFd::as_raw_fd(&handle))?;
         Ok(handle)
     }
 
-    /// Posts a user packet (`PostQueuedCompletionStatus`): a completion of
-    /// kind [`OpKind::Packet`] with `key`, `user` and `Ok(value)`, which wakes
-    /// a waiting thread. Callable from any thread.
+    /// Posts an operation ([`op`](crate::op)): it starts inside this call,
+    /// as `WSASend` starts the I/O (use a [`Batch`] to submit several at
+    /// once), and completes exactly once, with its buffer handed back
+    /// whatever the result (pooled receives and multishot accepts: once per
+    /// result, then a final completion). Operations of one kind on one
+    /// handle run in the order they were posted: receives one at a time,
+    /// sends one at a time.
     ///
     /// ```
+    /// use ringport::{op, CompletionPort};
+    /// use std::time::Duration;
+    /// let port = CompletionPort::new(1)?;
+    /// let id = port.submit(op::Timeout::new(Duration::from_millis(1)).user(9))?;
+    /// let c = port.get(None)?;
+    /// assert_eq!((c.id(), c.user()), (id, 9));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the port was shut down or the handle closed, when the handle
+    /// belongs to another port, and `InvalidInput` for a receive into a
+    /// buffer without spare capacity. Failures of the operation itself
+    /// arrive in its completion.
+    pub fn submit(&self, op: impl Operation) -> io::Result<OpId> {
+        self.engine
+            .submit(crate::op::sealed::Sealed::into_record(op), Submit::Now)
+    }
+
+    /// Posts a user packet (`PostQueuedCompletionStatus`), which wakes a
+    /// waiting thread. Callable from any thread.
+    ///
+    /// ```
+    /// use ringport::op::Packet;
     /// let port = ringport::CompletionPort::new(1)?;
     /// let p = port.clone();
-    /// std::thread::spawn(move || p.post(0, u64::MAX, 0)).join().unwrap()?;
+    /// std::thread::spawn(move || p.post(Packet::new(0).user(u64::MAX))).join().unwrap()?;
     /// assert_eq!(port.get(None)?.user(), u64::MAX);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
     /// When the port was shut down.
-    pub fn post(&self, key: u64, user: u64, value: usize) -> io::Result<()> {
-        self.shared.post(Completion::packet(key, user, value))
+    pub fn post(&self, packet: Packet) -> io::Result<()> {
+        self.engine
+            .post(Completion::packet(packet.key, packet.user, packet.value))
     }
 
     /// Dequeues one completion (`GetQueuedCompletionStatus`), waiting at most
@@ -174,22 +289,31 @@ impl CompletionPort {
     /// port, [`leave`](Self::leave), [`blocking`](Self::blocking), or its
     /// exit: at most [`concurrency`](Self::concurrency) threads hold one.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// assert!(port.get(Some(Duration::ZERO)).is_err(), "nothing to dequeue");
+    /// port.post(ringport::op::Packet::new(3))?;
+    /// assert_eq!(port.get(None)?.result()?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// [`GetError::TimedOut`] when nothing came in time, [`GetError::Closed`]
     /// once the port is shut down (every waiting thread gets it),
     /// [`GetError::Io`] when the backend failed.
     pub fn get(&self, timeout: Option<Duration>) -> Result<Completion, GetError> {
-        self.shared.get(timeout)
+        self.engine.get(timeout)
     }
 
     /// Dequeues up to `max` completions into `out`
     /// (`GetQueuedCompletionStatusEx`), waiting at most `timeout` for the
     /// first; returns how many were appended. The batch counts as one running
-    /// thread.
+    /// thread, as [`get`](Self::get) does.
     ///
     /// ```
     /// let port = ringport::CompletionPort::new(1)?;
-    /// for i in 0..3 { port.post(0, i, 0)?; }
+    /// for i in 0..3 { port.post(ringport::op::Packet::new(0).user(i))?; }
     /// let mut out = Vec::new();
     /// assert_eq!(port.get_many(&mut out, 8, None)?, 3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -203,210 +327,22 @@ impl CompletionPort {
         max: usize,
         timeout: Option<Duration>,
     ) -> Result<usize, GetError> {
-        self.shared.get_many(out, max, timeout)
-    }
-
-    fn post_on(&self, handle: &Handle, mut op: OpData) -> io::Result<OpId> {
-        if !std::ptr::eq(handle.inner.port.as_ptr(), Arc::as_ptr(&self.shared)) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the handle is associated with another port",
-            ));
-        }
-        op.handle = Some(handle.inner.clone());
-        self.shared.submit(op, Some(&handle.inner))
-    }
-
-    /// Posts an accept on a listening socket (`AcceptEx`). The completion
-    /// carries the new socket and both addresses
-    /// ([`Completion::take_accepted`]). Several accepts may be outstanding on
-    /// one listener (the seeds keep ten).
-    ///
-    /// # Errors
-    /// When the port was shut down or the handle closed; failures of the
-    /// accept itself arrive in its completion.
-    pub fn accept(&self, listener: &Handle, user: u64) -> io::Result<OpId> {
-        self.post_on(listener, OpData::new(OpKind::Accept, listener.key(), user))
-    }
-
-    /// Posts an accept that stays posted: one completion per accepted
-    /// connection (with [`Completion::more`] set and both addresses), until
-    /// it is cancelled or fails; then a final completion ends it (a failure
-    /// such as `EMFILE` ends it too: post it again after a back-off). On
-    /// io_uring this is a multishot accept; on epoll the port re-arms a
-    /// single accept after each connection. io_uring checks new descriptors
-    /// against the `RLIMIT_NOFILE` in force when the accept was posted: a
-    /// limit lowered later applies from the next post on.
-    ///
-    /// ```
-    /// use std::net::{TcpListener, TcpStream};
-    /// let port = ringport::CompletionPort::new(1)?;
-    /// let l = port.associate(TcpListener::bind("127.0.0.1:0")?, 0)?;
-    /// let id = port.accept_multi(&l, 0)?;
-    /// let addr = ringport::local_addr(&l)?;
-    /// let _clients = [TcpStream::connect(addr)?, TcpStream::connect(addr)?];
-    /// for _ in 0..2 {
-    ///     let mut c = port.get(None)?;
-    ///     assert!(c.more() && c.take_accepted().is_some());
-    /// }
-    /// port.cancel(id)?;
-    /// assert!(port.get(None)?.is_cancelled());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`accept`](Self::accept).
-    pub fn accept_multi(&self, listener: &Handle, user: u64) -> io::Result<OpId> {
-        let mut op = OpData::new(OpKind::Accept, listener.key(), user);
-        op.multishot = true;
-        self.post_on(listener, op)
-    }
-
-    /// Posts an accept that completes only once the first data has arrived on
-    /// the new connection (AcceptEx with a receive buffer): the completion
-    /// holds the connection, both addresses and `buf` extended by the bytes
-    /// received (0 if the client closed without sending).
-    ///
-    /// # Errors
-    /// As [`accept`](Self::accept), and `InvalidInput` for a buffer without
-    /// spare capacity.
-    pub fn accept_with_data(&self, listener: &Handle, buf: Vec<u8>, user: u64) -> io::Result<OpId> {
-        check_spare(&buf)?;
-        let mut op = OpData::new(OpKind::Accept, listener.key(), user);
-        op.pos = buf.len();
-        op.buf = Some(buf);
-        self.post_on(listener, op)
-    }
-
-    /// Posts a connect (`ConnectEx`) of an associated, unconnected socket.
-    ///
-    /// # Errors
-    /// As [`accept`](Self::accept).
-    pub fn connect(&self, socket: &Handle, addr: SocketAddr, user: u64) -> io::Result<OpId> {
-        let mut op = OpData::new(OpKind::Connect, socket.key(), user);
-        op.addr = Some(Box::new(SockAddrBuf::from_addr(addr)));
-        self.post_on(socket, op)
-    }
-
-    /// Posts a receive (`WSARecv`) into the spare capacity of `buf`
-    /// (`buf.len()..buf.capacity()`). The completion's result is the number
-    /// of bytes received, and its buffer is `buf` extended by them; `Ok(0)`
-    /// means the peer closed its side.
-    ///
-    /// # Errors
-    /// As [`accept`](Self::accept), and `InvalidInput` for a buffer without
-    /// spare capacity (a zero-byte receive could not be told from a close).
-    pub fn recv(&self, socket: &Handle, buf: Vec<u8>, user: u64) -> io::Result<OpId> {
-        check_spare(&buf)?;
-        let mut op = OpData::new(OpKind::Recv, socket.key(), user);
-        op.pos = buf.len();
-        op.buf = Some(buf);
-        op.lane = Some(Lane::Read);
-        self.post_on(socket, op)
-    }
-
-    /// Posts a receive that stays posted and takes a buffer from the port's
-    /// pool only when data arrives, so idle connections pin no memory. Each
-    /// chunk of data completes with [`Completion::more`] set; the op ends
-    /// with one final completion (`Ok(0)` at end of stream, an error, or
-    /// cancelled). Give buffers back with [`recycle`](Self::recycle).
-    ///
-    /// # Errors
-    /// As [`accept`](Self::accept).
-    pub fn recv_pooled(&self, socket: &Handle, user: u64) -> io::Result<OpId> {
-        let mut op = OpData::new(OpKind::RecvPooled, socket.key(), user);
-        op.lane = Some(Lane::Read);
-        self.post_on(socket, op)
-    }
-
-    /// Posts a send of the whole of `buf` (`WSASend`); it completes with the
-    /// bytes actually sent, which may be fewer.
-    ///
-    /// # Errors
-    /// As [`accept`](Self::accept).
-    pub fn send(&self, socket: &Handle, buf: Vec<u8>, user: u64) -> io::Result<OpId> {
-        let mut op = OpData::new(OpKind::Send, socket.key(), user);
-        op.buf = Some(buf);
-        op.lane = Some(Lane::Write);
-        self.post_on(socket, op)
-    }
-
-    /// Posts a send that the port continues after partial sends until every
-    /// byte of `buf` is sent (the seeds' BytesSEND bookkeeping); it completes
-    /// once, with `buf.len()` or the first error.
-    ///
-    /// # Errors
-    /// As [`accept`](Self::accept).
-    pub fn send_all(&self, socket: &Handle, buf: Vec<u8>, user: u64) -> io::Result<OpId> {
-        let mut op = OpData::new(OpKind::SendAll, socket.key(), user);
-        op.buf = Some(buf);
-        op.lane = Some(Lane::Write);
-        self.post_on(socket, op)
-    }
-
-    /// Posts a read from a file at `offset` into the spare capacity of `buf`.
-    ///
-    /// # Errors
-    /// As [`recv`](Self::recv).
-    pub fn read_at(&self, file: &Handle, buf: Vec<u8>, offset: u64, user: u64) -> io::Result<OpId> {
-        check_spare(&buf)?;
-        let mut op = OpData::new(OpKind::ReadAt, file.key(), user);
-        op.pos = buf.len();
-        op.buf = Some(buf);
-        op.offset = offset;
-        self.post_on(file, op)
-    }
-
-    /// Posts a write of `buf` to a file at `offset`; completes with the bytes
-    /// written.
-    ///
-    /// # Errors
-    /// As [`accept`](Self::accept).
-    pub fn write_at(
-        &self,
-        file: &Handle,
-        buf: Vec<u8>,
-        offset: u64,
-        user: u64,
-    ) -> io::Result<OpId> {
-        let mut op = OpData::new(OpKind::WriteAt, file.key(), user);
-        op.buf = Some(buf);
-        op.offset = offset;
-        self.post_on(file, op)
-    }
-
-    /// Posts a timer that completes with `Ok(0)` after `after` (or as
-    /// cancelled), with the given `key` and `user`.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let port = ringport::CompletionPort::new(1)?;
-    /// port.timeout(Duration::from_millis(5), 1, 2)?;
-    /// let c = port.get(None)?;
-    /// assert_eq!((c.kind(), c.result()?), (ringport::OpKind::Timeout, 0));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    /// When the port was shut down.
-    pub fn timeout(&self, after: Duration, key: u64, user: u64) -> io::Result<OpId> {
-        let mut op = OpData::new(OpKind::Timeout, key, user);
-        op.duration = after;
-        self.shared.submit(op, None)
+        self.engine.get_many(out, max, timeout)
     }
 
     /// Closes a handle (`closesocket` with I/O pending): its outstanding
     /// operations complete as cancelled, then a completion of kind
-    /// [`OpKind::Close`] with `user` is queued: the last completion of the
-    /// handle, so per-connection state can be freed when it is dequeued.
-    /// The descriptor is closed once the last operation and the last clone
-    /// of the handle have let go of it.
+    /// [`OpKind::Close`](crate::OpKind::Close) with `user` is queued: the
+    /// last completion of the handle, so per-connection state can be freed
+    /// when it is dequeued. The descriptor is closed once the last
+    /// operation, the last clone of the handle and the last completion
+    /// holding it have let go of it.
     ///
     /// ```
-    /// use ringport::OpKind;
+    /// use ringport::{op, OpKind};
     /// let port = ringport::CompletionPort::new(1)?;
     /// let l = port.associate(std::net::TcpListener::bind("127.0.0.1:0")?, 3)?;
-    /// port.accept(&l, 1)?;
+    /// port.submit(op::Accept::new(&l).user(1))?;
     /// port.close(l, 2)?;
     /// let (first, last) = (port.get(None)?, port.get(None)?);
     /// assert!(first.kind() == OpKind::Accept && first.is_cancelled());
@@ -419,19 +355,27 @@ impl CompletionPort {
     /// already (through another clone of the handle), as a second
     /// `closesocket` fails.
     pub fn close(&self, handle: Handle, user: u64) -> io::Result<()> {
-        let mut c = Completion::packet(handle.key(), user, 0);
-        c.kind = OpKind::Close;
-        self.shared.close(&handle.inner, c)
+        self.engine.close(&handle.inner, user)
     }
 
     /// Cancels one operation (`CancelIoEx` with an OVERLAPPED). It still
     /// completes once, with [`Completion::is_cancelled`] (unless it finished
     /// first) and its buffer.
     ///
+    /// ```
+    /// use std::time::Duration;
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let id = port.submit(ringport::op::Timeout::new(Duration::from_secs(60)))?;
+    /// port.cancel(id)?;
+    /// assert!(port.get(None)?.is_cancelled());
+    /// assert!(port.cancel(id).is_err(), "no longer outstanding");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// `NotFound` when the operation is no longer outstanding.
     pub fn cancel(&self, id: OpId) -> io::Result<()> {
-        if self.shared.cancel(id) {
+        if self.engine.cancel(id) {
             Ok(())
         } else {
             Err(io::Error::new(
@@ -443,13 +387,44 @@ impl CompletionPort {
 
     /// Cancels every operation of a handle (`CancelIoEx(handle, NULL)`); new
     /// operations on it are refused afterwards.
+    ///
+    /// ```
+    /// use ringport::op;
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let l = port.associate(std::net::TcpListener::bind("127.0.0.1:0")?, 0)?;
+    /// port.submit(op::Accept::new(&l))?;
+    /// port.cancel_handle(&l);
+    /// assert!(port.get(None)?.is_cancelled());
+    /// assert!(port.submit(op::Accept::new(&l)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn cancel_handle(&self, handle: &Handle) {
-        self.shared.cancel_handle(&handle.inner);
+        self.engine.cancel_handle(&handle.inner);
     }
 
     /// Gives a buffer from a pooled receive back to the pool.
+    ///
+    /// ```
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let buf = port.pooled_buffer();
+    /// port.recycle(buf);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn recycle(&self, buf: Vec<u8>) {
-        self.shared.pool.put(buf);
+        self.engine.pool.put(buf);
+    }
+
+    /// An empty buffer from the port's pool (the size of a pooled receive's
+    /// buffers): fill it and send it, then [`recycle`](Self::recycle) it.
+    ///
+    /// ```
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let buf = port.pooled_buffer();
+    /// assert!(buf.is_empty() && buf.capacity() > 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn pooled_buffer(&self) -> Vec<u8> {
+        self.engine.pool.take()
     }
 
     /// Gives back the calling thread's running slot now, as its next `get`
@@ -462,7 +437,7 @@ impl CompletionPort {
     ///
     /// ```
     /// let port = ringport::CompletionPort::new(1)?;
-    /// port.post(0, 0, 0)?;
+    /// port.post(ringport::op::Packet::new(0))?;
     /// let _c = port.get(None)?;
     /// assert_eq!(port.running_threads(), 1);
     /// port.leave();
@@ -470,17 +445,17 @@ impl CompletionPort {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn leave(&self) {
-        self.shared.leave();
+        self.engine.leave();
     }
 
     /// Declares that the calling thread, which runs a completion of this
     /// port, is about to block: until the guard is dropped its running slot
-    /// is free for another waiting thread. Also submits operations the thread
-    /// posted and the port was batching.
+    /// is free for another waiting thread (as IOCP does when a running
+    /// thread blocks).
     ///
     /// ```
     /// let port = ringport::CompletionPort::new(1)?;
-    /// port.post(0, 0, 0)?;
+    /// port.post(ringport::op::Packet::new(0))?;
     /// let _c = port.get(None)?;
     /// {
     ///     let _blocking = port.blocking();
@@ -489,29 +464,28 @@ impl CompletionPort {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn blocking(&self) -> Blocking<'_> {
-        let active = self.shared.begin_blocking();
+        let active = self.engine.begin_blocking();
         Blocking { port: self, active }
     }
 
-    /// Batches submissions: operations this thread posts on this port while
-    /// the returned guard lives may be held back, and all of them are
+    /// A batch: operations posted through it may wait, and all of them are
     /// submitted together when it is dropped (on io_uring, one
-    /// `io_uring_enter` for the lot instead of one per operation). Without
-    /// a batch every operation starts inside the call that posts it, as
-    /// `WSASend` does. Keep a batch short and never block while holding it:
-    /// what it holds back waits for its end. A batch on a thread that
-    /// already holds one (of any port) batches nothing.
+    /// `io_uring_enter` for the lot instead of one per operation).
+    /// Operations posted through the port itself start at once, as always.
+    /// Keep a batch short, and never block while holding one: what it
+    /// holds back waits for its end.
     ///
     /// ```
+    /// use ringport::op;
     /// # use std::io::Read;
     /// # let port = ringport::CompletionPort::new(1)?;
     /// # let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let mut peer = std::net::TcpStream::connect(l.local_addr()?)?;
     /// # let conn = port.associate(l.accept()?.0, 1)?;
     /// {
-    ///     let _batch = port.batch();
+    ///     let batch = port.batch();
     ///     for part in [b"one ", b"two "] {
-    ///         port.send_all(&conn, part.to_vec(), 0)?;
+    ///         batch.submit(op::SendAll::new(&conn, part.to_vec()))?;
     ///     }
     /// } // both sends start here
     /// let mut got = [0; 8];
@@ -520,21 +494,28 @@ impl CompletionPort {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn batch(&self) -> Batch<'_> {
-        let active = self.shared.begin_batch();
-        Batch { port: self, active }
+        Batch { port: self }
     }
 
     /// Shuts the port down: refuses new operations, cancels every outstanding
     /// one and waits for the kernel to let go of their buffers, drops queued
     /// completions, and makes every current and future `get` return
     /// [`GetError::Closed`]. Dropping the last clone does the same.
+    ///
+    /// ```
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// port.shutdown();
+    /// assert!(port.is_shut_down());
+    /// assert!(port.post(ringport::op::Packet::new(0)).is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn shutdown(&self) {
-        self.shared.shutdown();
+        self.engine.shutdown();
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shut_down(&self) -> bool {
-        self.shared.sched.is_closed()
+        self.engine.sched.is_closed()
     }
 }
 
@@ -559,34 +540,33 @@ pub struct Blocking<'a> {
 impl Drop for Blocking<'_> {
     fn drop(&mut self) {
         if self.active {
-            self.port.shared.end_blocking();
+            self.port.engine.end_blocking();
         }
     }
 }
 
-/// Returned by [`CompletionPort::batch`]; submits what the batch held back
-/// when dropped.
-#[must_use = "the batch is submitted when the guard is dropped"]
+/// Operations posted together: returned by [`CompletionPort::batch`],
+/// submits what it holds when dropped.
+#[must_use = "the batch is submitted when it is dropped"]
 pub struct Batch<'a> {
     port: &'a CompletionPort,
-    active: bool,
+}
+
+impl Batch<'_> {
+    /// Posts an operation that may wait for the end of the batch
+    /// (otherwise as [`CompletionPort::submit`]).
+    ///
+    /// # Errors
+    /// As [`CompletionPort::submit`].
+    pub fn submit(&self, op: impl Operation) -> io::Result<OpId> {
+        self.port
+            .engine
+            .submit(crate::op::sealed::Sealed::into_record(op), Submit::Deferred)
+    }
 }
 
 impl Drop for Batch<'_> {
     fn drop(&mut self) {
-        if self.active {
-            self.port.shared.end_batch();
-        }
-    }
-}
-
-fn check_spare(buf: &Vec<u8>) -> io::Result<()> {
-    if buf.capacity() > buf.len() {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the buffer has no spare capacity to receive into",
-        ))
+        self.port.engine.flush();
     }
 }

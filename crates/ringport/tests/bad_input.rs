@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::{next, pair, port};
+use ringport::op;
 use ringport::{BackendKind, GetError, OpKind};
 
 both_backends!(
@@ -27,9 +28,11 @@ fn posting_on_a_closed_handle_is_refused(kind: BackendKind) {
     port.close(h, 0).unwrap();
     assert_eq!(next(&port).kind(), OpKind::Close);
     assert!(h2.is_closed());
-    let err = port.recv(&h2, Vec::with_capacity(8), 0).unwrap_err();
+    let err = port
+        .submit(op::Recv::new(&h2, Vec::with_capacity(8)))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotConnected);
-    assert!(port.send(&h2, vec![1], 0).is_err());
+    assert!(port.submit(op::Send::new(&h2, vec![1])).is_err());
 }
 
 fn recv_on_a_listener_fails_in_its_completion(kind: BackendKind) {
@@ -37,11 +40,12 @@ fn recv_on_a_listener_fails_in_its_completion(kind: BackendKind) {
     let l = port
         .associate(TcpListener::bind("127.0.0.1:0").unwrap(), 1)
         .unwrap();
-    port.recv(&l, Vec::with_capacity(8), 0).unwrap();
-    let c = next(&port);
+    port.submit(op::Recv::new(&l, Vec::with_capacity(8)))
+        .unwrap();
+    let mut c = next(&port);
     assert!(c.result().is_err(), "{c:?}");
     assert!(!c.is_cancelled());
-    assert_eq!(c.buf().unwrap().capacity(), 8);
+    assert_eq!(c.take_buf::<Vec<u8>>().unwrap().capacity(), 8);
 }
 
 fn recv_into_a_full_buffer_is_refused(kind: BackendKind) {
@@ -52,11 +56,13 @@ fn recv_into_a_full_buffer_is_refused(kind: BackendKind) {
     for buf in [Vec::new(), full] {
         assert_eq!(buf.capacity(), buf.len());
         assert_eq!(
-            port.recv(&h, buf.clone(), 0).unwrap_err().kind(),
+            port.submit(op::Recv::new(&h, buf.clone()))
+                .unwrap_err()
+                .kind(),
             ErrorKind::InvalidInput
         );
         assert_eq!(
-            port.read_at(&h, buf, 0, 0).unwrap_err().kind(),
+            port.submit(op::ReadAt::new(&h, buf)).unwrap_err().kind(),
             ErrorKind::InvalidInput
         );
     }
@@ -65,7 +71,8 @@ fn recv_into_a_full_buffer_is_refused(kind: BackendKind) {
 
 fn zero_timeouts_complete_at_once(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
-    port.timeout(Duration::ZERO, 0, 1).unwrap();
+    port.submit(op::Timeout::new(Duration::ZERO).user(1))
+        .unwrap();
     let c = next(&port);
     assert_eq!((c.kind(), c.result().unwrap()), (OpKind::Timeout, 0));
     assert!(matches!(
@@ -76,7 +83,9 @@ fn zero_timeouts_complete_at_once(kind: BackendKind) {
 
 fn cancelling_a_completed_op_says_not_found(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
-    let id = port.timeout(Duration::ZERO, 0, 1).unwrap();
+    let id = port
+        .submit(op::Timeout::new(Duration::ZERO).user(1))
+        .unwrap();
     next(&port);
     assert_eq!(port.cancel(id).unwrap_err().kind(), ErrorKind::NotFound);
     assert_eq!(
@@ -85,7 +94,9 @@ fn cancelling_a_completed_op_says_not_found(kind: BackendKind) {
     );
     // A new op may reuse the slot: the stale id must not cancel it.
     let (_client, h) = pair(&port, 1);
-    let fresh = port.recv(&h, Vec::with_capacity(8), 0).unwrap();
+    let fresh = port
+        .submit(op::Recv::new(&h, Vec::with_capacity(8)))
+        .unwrap();
     assert_ne!(fresh, id);
     assert!(port.cancel(id).is_err());
     assert!(matches!(
@@ -99,7 +110,9 @@ fn a_handle_of_another_port_is_refused(kind: BackendKind) {
         return;
     };
     let (_client, h) = pair(&a, 1);
-    let err = b.recv(&h, Vec::with_capacity(8), 0).unwrap_err();
+    let err = b
+        .submit(op::Recv::new(&h, Vec::with_capacity(8)))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
@@ -108,7 +121,11 @@ fn connect_to_a_bad_address_fails_in_its_completion(kind: BackendKind) {
     // An IPv6 address on an IPv4 socket.
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     let h = port.associate(s, 1).unwrap();
-    port.connect(&h, "[::1]:9".parse().unwrap(), 0).unwrap();
+    port.submit(op::Connect::new(
+        &h,
+        "[::1]:9".parse::<std::net::SocketAddr>().unwrap(),
+    ))
+    .unwrap();
     let c = next(&port);
     assert!(c.result().is_err(), "{c:?}");
 }
@@ -116,8 +133,8 @@ fn connect_to_a_bad_address_fails_in_its_completion(kind: BackendKind) {
 fn send_of_nothing_completes_with_zero(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (_client, h) = pair(&port, 1);
-    port.send(&h, Vec::new(), 0).unwrap();
+    port.submit(op::Send::new(&h, Vec::new())).unwrap();
     assert_eq!(next(&port).result().unwrap(), 0);
-    port.send_all(&h, Vec::new(), 0).unwrap();
+    port.submit(op::SendAll::new(&h, Vec::new())).unwrap();
     assert_eq!(next(&port).result().unwrap(), 0);
 }

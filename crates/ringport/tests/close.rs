@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use common::{next, pair, port};
+use ringport::op;
 use ringport::{BackendKind, OpKind};
 
 both_backends!(
@@ -27,9 +28,11 @@ fn close_comes_after_every_cancelled_operation(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     for round in 0..20 {
         let (mut client, h) = pair(&port, 4);
-        port.recv(&h, Vec::with_capacity(8), 1).unwrap();
-        port.recv(&h, Vec::with_capacity(8), 2).unwrap();
-        port.recv_pooled(&h, 3).unwrap();
+        port.submit(op::Recv::new(&h, Vec::with_capacity(8)).user(1))
+            .unwrap();
+        port.submit(op::Recv::new(&h, Vec::with_capacity(8)).user(2))
+            .unwrap();
+        port.submit(op::RecvPooled::new(&h).user(3)).unwrap();
         port.close(h, 9).unwrap();
         let mut seen = Vec::new();
         loop {
@@ -66,7 +69,7 @@ fn close_comes_after_operations_still_in_the_kernel(kind: BackendKind) {
         .associate(TcpListener::bind("127.0.0.1:0").unwrap(), 7)
         .unwrap();
     for i in 0..10 {
-        port.accept(&l, i).unwrap();
+        port.submit(op::Accept::new(&l).user(i)).unwrap();
     }
     port.close(l, 99).unwrap();
     for i in 0..10 {
@@ -117,10 +120,10 @@ fn a_descriptor_associated_twice_is_refused_and_stays_open(kind: BackendKind) {
         ErrorKind::AlreadyExists
     );
     // The listener still accepts.
-    port.accept(&l, 5).unwrap();
+    port.submit(op::Accept::new(&l).user(5)).unwrap();
     let _client = std::net::TcpStream::connect(addr).unwrap();
     let mut c = next(&port);
     assert_eq!((c.kind(), c.user()), (OpKind::Accept, 5));
-    assert!(c.take_accepted().is_some());
+    assert!(c.take_accepted().is_ok());
     assert_eq!(ringport::local_addr(&l).unwrap(), addr);
 }

@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{next, LIMIT};
+use ringport::op;
 use ringport::{BackendKind, CompletionPort, OpKind};
 
 /// Set in the child process: which scenario to run under the filter.
@@ -175,7 +176,7 @@ fn echo_round_trip(port: &CompletionPort) {
         .associate(TcpListener::bind("127.0.0.1:0").unwrap(), 0)
         .unwrap();
     let addr = ringport::local_addr(&listener).unwrap();
-    port.accept(&listener, 0).unwrap();
+    port.submit(op::Accept::new(&listener)).unwrap();
     let client = std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(LIMIT).unwrap();
@@ -189,19 +190,21 @@ fn echo_round_trip(port: &CompletionPort) {
     let conn = port
         .associate(c.take_accepted().expect("socket").socket, 1)
         .unwrap();
-    port.recv(&conn, Vec::with_capacity(64), 0).unwrap();
+    port.submit(op::Recv::new(&conn, Vec::with_capacity(64)))
+        .unwrap();
     let mut got = Vec::new();
     while got.len() < 13 {
         let mut c = next(port);
         assert_eq!(c.kind(), OpKind::Recv);
         assert!(c.result().unwrap() > 0);
-        let data = c.take_buf().unwrap();
+        let data = c.take_buf::<Vec<u8>>().unwrap();
         got.extend_from_slice(&data);
-        port.send_all(&conn, data, 0).unwrap();
+        port.submit(op::SendAll::new(&conn, data)).unwrap();
         let s = next(port);
         assert_eq!((s.kind(), s.result().is_ok()), (OpKind::SendAll, true));
         if got.len() < 13 {
-            port.recv(&conn, Vec::with_capacity(64), 0).unwrap();
+            port.submit(op::Recv::new(&conn, Vec::with_capacity(64)))
+                .unwrap();
         }
     }
     assert_eq!(&client.join().unwrap(), b"under seccomp");
@@ -274,8 +277,10 @@ fn idle_port_sleeps(kind: BackendKind) {
         return;
     };
     let (_client, h) = common::pair(&port, 1);
-    port.recv(&h, Vec::with_capacity(64), 7).unwrap();
-    port.timeout(Duration::from_secs(3600), 0, 8).unwrap();
+    port.submit(op::Recv::new(&h, Vec::with_capacity(64)).user(7))
+        .unwrap();
+    port.submit(op::Timeout::new(Duration::from_secs(3600)).user(8))
+        .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let waiters: Vec<_> = (0..2)
         .map(|_| {
@@ -306,7 +311,7 @@ fn idle_port_sleeps(kind: BackendKind) {
         "{kind}: idle waiters used {used:?}"
     );
     for _ in 0..2 {
-        port.post(0, 0, 0).unwrap();
+        port.post(op::Packet::new(0)).unwrap();
     }
     for w in waiters {
         assert_eq!(w.join().unwrap().unwrap(), OpKind::Packet);

@@ -8,6 +8,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::{fd_count, next, pair, port};
+use ringport::op;
 use ringport::{BackendKind, OpKind};
 
 fn exercise(kind: BackendKind) {
@@ -18,7 +19,7 @@ fn exercise(kind: BackendKind) {
         .unwrap();
     let addr = ringport::local_addr(&l).unwrap();
     for _ in 0..5 {
-        port.accept(&l, 0).unwrap();
+        port.submit(op::Accept::new(&l)).unwrap();
     }
     let mut clients: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
     let mut conns = Vec::new();
@@ -26,7 +27,8 @@ fn exercise(kind: BackendKind) {
         let mut c = next(&port);
         let acc = c.take_accepted().unwrap();
         let h = port.associate(acc.socket, i).unwrap();
-        port.recv(&h, Vec::with_capacity(64), 0).unwrap();
+        port.submit(op::Recv::new(&h, Vec::with_capacity(64)))
+            .unwrap();
         conns.push(h);
     }
     for c in &mut clients {
@@ -35,8 +37,11 @@ fn exercise(kind: BackendKind) {
     for _ in 0..5 {
         let mut c = next(&port);
         assert_eq!(c.kind(), OpKind::Recv);
-        port.send_all(&conns[c.key() as usize], c.take_buf().unwrap(), 0)
-            .unwrap();
+        port.submit(op::SendAll::new(
+            &conns[c.key() as usize],
+            c.take_buf::<Vec<u8>>().unwrap(),
+        ))
+        .unwrap();
     }
     for _ in 0..5 {
         assert_eq!(next(&port).kind(), OpKind::SendAll);
@@ -47,22 +52,26 @@ fn exercise(kind: BackendKind) {
     }
     // An accept left pending on the listener, a recv pending on a connection,
     // one connection closed through the port, another by dropping its handle.
-    port.accept(&l, 0).unwrap();
-    port.recv(&conns[0], Vec::with_capacity(8), 0).unwrap();
-    port.recv_pooled(&conns[1], 0).unwrap();
+    port.submit(op::Accept::new(&l)).unwrap();
+    port.submit(op::Recv::new(&conns[0], Vec::with_capacity(8)))
+        .unwrap();
+    port.submit(op::RecvPooled::new(&conns[1])).unwrap();
     port.close(conns.remove(2), 0).unwrap();
     drop(conns.remove(2));
     // An accepted-with-data connection that is never sent anything.
-    port.accept_with_data(&l, Vec::with_capacity(8), 0).unwrap();
+    port.submit(op::Accept::new(&l).first_data(Vec::with_capacity(8)))
+        .unwrap();
     let _silent = TcpStream::connect(addr).unwrap();
-    port.timeout(Duration::from_secs(3600), 0, 0).unwrap();
+    port.submit(op::Timeout::new(Duration::from_secs(3600)))
+        .unwrap();
     let (_c, h) = pair(&port, 99);
-    port.recv(&h, Vec::with_capacity(8), 0).unwrap();
+    port.submit(op::Recv::new(&h, Vec::with_capacity(8)))
+        .unwrap();
     // A file.
     let path = std::env::temp_dir().join(format!("ringport-leak-{}-{kind}", std::process::id()));
     let f = std::fs::File::create(&path).unwrap();
     let fh = port.associate(f, 5).unwrap();
-    port.write_at(&fh, b"abc".to_vec(), 0, 0).unwrap();
+    port.submit(op::WriteAt::new(&fh, b"abc".to_vec())).unwrap();
     std::fs::remove_file(&path).unwrap();
     drop(port); // with ops in flight and handles still held
     drop((conns, h, fh, l));

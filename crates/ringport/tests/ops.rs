@@ -7,6 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::{next, pair, pattern, port, set_linger_zero, LIMIT};
+use ringport::op;
 use ringport::{BackendKind, OpKind};
 use socket2::{Domain, Socket, Type};
 
@@ -42,7 +43,7 @@ fn listener(port: &ringport::CompletionPort) -> (ringport::Handle, std::net::Soc
 fn accept_reports_socket_and_both_addresses(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (l, addr) = listener(&port);
-    let id = port.accept(&l, 9).unwrap();
+    let id = port.submit(op::Accept::new(&l).user(9)).unwrap();
     let client = TcpStream::connect(addr).unwrap();
     let mut c = next(&port);
     assert_eq!(
@@ -65,8 +66,12 @@ fn accept_reports_socket_and_both_addresses(kind: BackendKind) {
 fn accept_with_data_completes_with_the_first_bytes(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (l, addr) = listener(&port);
-    port.accept_with_data(&l, Vec::with_capacity(64), 1)
-        .unwrap();
+    port.submit(
+        op::Accept::new(&l)
+            .first_data(Vec::with_capacity(64))
+            .user(1),
+    )
+    .unwrap();
     let mut client = TcpStream::connect(addr).unwrap();
     client.write_all(b"first data").unwrap();
     let mut c = next(&port);
@@ -81,7 +86,7 @@ fn several_accepts_stay_posted(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (l, addr) = listener(&port);
     for i in 0..10 {
-        port.accept(&l, i).unwrap();
+        port.submit(op::Accept::new(&l).user(i)).unwrap();
     }
     let clients: Vec<_> = (0..10).map(|_| TcpStream::connect(addr).unwrap()).collect();
     let mut users = Vec::new();
@@ -102,7 +107,9 @@ fn several_accepts_stay_posted(kind: BackendKind) {
 fn accept_multi_accepts_until_cancelled(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (l, addr) = listener(&port);
-    let id = port.accept_multi(&l, 3).unwrap();
+    let id = port
+        .submit(op::Accept::new(&l).multishot().user(3))
+        .unwrap();
     let clients: Vec<_> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
     let mut peers = Vec::new();
     for seq in 0..20 {
@@ -132,7 +139,7 @@ fn connect_succeeds_and_refused_connect_fails(kind: BackendKind) {
     let addr = l.local_addr().unwrap();
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     let h = port.associate(s, 3).unwrap();
-    port.connect(&h, addr, 4).unwrap();
+    port.submit(op::Connect::new(&h, addr).user(4)).unwrap();
     let c = next(&port);
     assert_eq!((c.kind(), c.key(), c.user()), (OpKind::Connect, 3, 4));
     assert_eq!(c.result().unwrap(), 0);
@@ -145,7 +152,8 @@ fn connect_succeeds_and_refused_connect_fails(kind: BackendKind) {
     drop(gone);
     let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     let h = port.associate(s, 5).unwrap();
-    port.connect(&h, gone_addr, 6).unwrap();
+    port.submit(op::Connect::new(&h, gone_addr).user(6))
+        .unwrap();
     let c = next(&port);
     assert_eq!(c.error_code(), Some(libc::ECONNREFUSED), "{c:?}");
 }
@@ -156,14 +164,14 @@ fn recv_and_send_round_trip(kind: BackendKind) {
     client.write_all(b"hello").unwrap();
     let mut buf = Vec::with_capacity(16);
     buf.extend_from_slice(b">>");
-    port.recv(&h, buf, 1).unwrap();
+    port.submit(op::Recv::new(&h, buf).user(1)).unwrap();
     let mut c = next(&port);
     assert_eq!((c.kind(), c.key(), c.user()), (OpKind::Recv, 7, 1));
     assert_eq!(c.result().unwrap(), 5);
     // Received bytes are appended after what the buffer held.
     assert_eq!(c.data(), b">>hello");
-    let buf = c.take_buf().unwrap();
-    port.send(&h, buf, 2).unwrap();
+    let buf = c.take_buf::<Vec<u8>>().unwrap();
+    port.submit(op::Send::new(&h, buf).user(2)).unwrap();
     let c = next(&port);
     assert_eq!((c.kind(), c.result().unwrap()), (OpKind::Send, 7));
     let mut got = [0; 7];
@@ -174,18 +182,20 @@ fn recv_and_send_round_trip(kind: BackendKind) {
 fn recv_of_zero_bytes_means_peer_closed(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (client, h) = pair(&port, 1);
-    port.recv(&h, Vec::with_capacity(64), 0).unwrap();
+    port.submit(op::Recv::new(&h, Vec::with_capacity(64)))
+        .unwrap();
     drop(client);
-    let c = next(&port);
+    let mut c = next(&port);
     assert_eq!(c.result().unwrap(), 0);
-    assert_eq!(c.buf().unwrap().capacity(), 64);
+    assert_eq!(c.take_buf::<Vec<u8>>().unwrap().capacity(), 64);
 }
 
 fn recv_after_reset_is_econnreset(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (client, h) = pair(&port, 1);
     set_linger_zero(&client);
-    port.recv(&h, Vec::with_capacity(64), 0).unwrap();
+    port.submit(op::Recv::new(&h, Vec::with_capacity(64)))
+        .unwrap();
     drop(client);
     let c = next(&port);
     assert_eq!(c.error_code(), Some(libc::ECONNRESET), "{c:?}");
@@ -204,11 +214,15 @@ fn send_completes_with_bytes_actually_sent(kind: BackendKind) {
         client.read_to_end(&mut got).unwrap();
         got
     });
-    port.send(&h, data.clone(), 0).unwrap();
+    port.submit(op::Send::new(&h, data.clone())).unwrap();
     let mut c = next(&port);
     let sent = c.result().unwrap();
     assert!(sent > 0 && sent <= data.len());
-    assert_eq!(c.take_buf().unwrap(), data, "the buffer comes back whole");
+    assert_eq!(
+        c.take_buf::<Vec<u8>>().unwrap(),
+        data,
+        "the buffer comes back whole"
+    );
     drop(h);
     let got = reader.join().unwrap();
     assert_eq!(got[..], data[..sent], "exactly the reported bytes arrived");
@@ -230,7 +244,7 @@ fn send_all_finishes_partial_sends(kind: BackendKind) {
         }
         got == expect
     });
-    port.send_all(&h, data, 0).unwrap();
+    port.submit(op::SendAll::new(&h, data)).unwrap();
     let c = next(&port);
     assert_eq!((c.kind(), c.result().unwrap()), (OpKind::SendAll, 8 << 20));
     assert!(reader.join().unwrap(), "every byte arrived in order");
@@ -252,7 +266,7 @@ fn several_sends_keep_their_order(kind: BackendKind) {
     let ids: Vec<_> = msgs
         .into_iter()
         .enumerate()
-        .map(|(i, m)| port.send_all(&h, m, i as u64).unwrap())
+        .map(|(i, m)| port.submit(op::SendAll::new(&h, m).user(i as u64)).unwrap())
         .collect();
     let mut done = Vec::new();
     for _ in 0..ids.len() {
@@ -271,8 +285,12 @@ fn several_sends_keep_their_order(kind: BackendKind) {
 fn recv_and_send_outstanding_at_once(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (mut client, h) = pair(&port, 1);
-    let recv = port.recv(&h, Vec::with_capacity(64), 1).unwrap();
-    let send = port.send_all(&h, b"from server".to_vec(), 2).unwrap();
+    let recv = port
+        .submit(op::Recv::new(&h, Vec::with_capacity(64)).user(1))
+        .unwrap();
+    let send = port
+        .submit(op::SendAll::new(&h, b"from server".to_vec()).user(2))
+        .unwrap();
     assert_ne!(recv, send);
     let c = next(&port);
     assert_eq!((c.kind(), c.result().unwrap()), (OpKind::SendAll, 11));
@@ -286,7 +304,7 @@ fn recv_and_send_outstanding_at_once(kind: BackendKind) {
 fn recv_pooled_delivers_chunks_then_end_of_stream(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (mut client, h) = pair(&port, 1);
-    let id = port.recv_pooled(&h, 5).unwrap();
+    let id = port.submit(op::RecvPooled::new(&h).user(5)).unwrap();
     let mut seq = 0;
     for i in 0..20u64 {
         let msg = pattern(i, 100 + i as usize);
@@ -299,7 +317,7 @@ fn recv_pooled_delivers_chunks_then_end_of_stream(kind: BackendKind) {
             assert_eq!(c.seq(), seq, "chunks are numbered in arrival order");
             seq += 1;
             got.extend_from_slice(c.data());
-            port.recycle(c.take_buf().unwrap());
+            port.recycle(c.take_buf::<Vec<u8>>().unwrap());
         }
         assert_eq!(got, msg);
     }
@@ -334,9 +352,10 @@ fn recv_pooled_sees_end_of_stream_queued_behind_data(kind: BackendKind) {
     assert_eq!(n, 1, "the FIN reached the server side");
     // Let the port take the socket's event (a timer completes only through
     // a poll), so no event is left to come when the receive starts.
-    port.timeout(Duration::from_millis(1), 9, 9).unwrap();
+    port.submit(op::Timeout::new(Duration::from_millis(1)).key(9).user(9))
+        .unwrap();
     assert_eq!(next(&port).kind(), OpKind::Timeout);
-    let id = port.recv_pooled(&h, 5).unwrap();
+    let id = port.submit(op::RecvPooled::new(&h).user(5)).unwrap();
     let mut got = Vec::new();
     loop {
         let mut c = next(&port);
@@ -346,7 +365,7 @@ fn recv_pooled_sees_end_of_stream_queued_behind_data(kind: BackendKind) {
             break;
         }
         got.extend_from_slice(c.data());
-        port.recycle(c.take_buf().unwrap());
+        port.recycle(c.take_buf::<Vec<u8>>().unwrap());
     }
     assert_eq!(got, msg);
     assert_eq!(port.outstanding(), 0);
@@ -363,13 +382,16 @@ fn read_at_and_write_at_on_a_file(kind: BackendKind) {
         .open(&path)
         .unwrap();
     let h = port.associate(file, 11).unwrap();
-    port.write_at(&h, b"hello file".to_vec(), 100, 1).unwrap();
+    port.submit(op::WriteAt::new(&h, b"hello file".to_vec()).at(100).user(1))
+        .unwrap();
     let c = next(&port);
     assert_eq!((c.kind(), c.result().unwrap()), (OpKind::WriteAt, 10));
-    port.read_at(&h, Vec::with_capacity(10), 100, 2).unwrap();
+    port.submit(op::ReadAt::new(&h, Vec::with_capacity(10)).at(100).user(2))
+        .unwrap();
     let c = next(&port);
     assert_eq!((c.kind(), c.data()), (OpKind::ReadAt, &b"hello file"[..]));
-    port.read_at(&h, Vec::with_capacity(10), 1000, 3).unwrap();
+    port.submit(op::ReadAt::new(&h, Vec::with_capacity(10)).at(1000).user(3))
+        .unwrap();
     assert_eq!(next(&port).result().unwrap(), 0, "end of file");
     assert_eq!(std::fs::read(&path).unwrap()[100..], b"hello file"[..]);
     std::fs::remove_file(path).unwrap();
@@ -378,10 +400,13 @@ fn read_at_and_write_at_on_a_file(kind: BackendKind) {
 fn timeouts_fire_in_deadline_order(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let start = Instant::now();
-    port.timeout(Duration::from_millis(90), 0, 3).unwrap();
-    port.timeout(Duration::from_millis(30), 0, 1).unwrap();
-    port.timeout(Duration::from_millis(60), 0, 2).unwrap();
-    port.timeout(Duration::ZERO, 0, 0).unwrap();
+    port.submit(op::Timeout::new(Duration::from_millis(90)).user(3))
+        .unwrap();
+    port.submit(op::Timeout::new(Duration::from_millis(30)).user(1))
+        .unwrap();
+    port.submit(op::Timeout::new(Duration::from_millis(60)).user(2))
+        .unwrap();
+    port.submit(op::Timeout::new(Duration::ZERO)).unwrap();
     for want in 0..4 {
         let c = next(&port);
         assert_eq!(
@@ -397,16 +422,16 @@ fn cancel_returns_the_buffer(kind: BackendKind) {
     let (_client, h) = pair(&port, 1);
     let mut buf = Vec::with_capacity(100);
     buf.extend_from_slice(b"kept");
-    let id = port.recv(&h, buf, 8).unwrap();
+    let id = port.submit(op::Recv::new(&h, buf).user(8)).unwrap();
     port.cancel(id).unwrap();
-    let c = next(&port);
+    let mut c = next(&port);
     assert!(c.is_cancelled(), "{c:?}");
     assert_eq!(c.error_code(), Some(libc::ECANCELED));
     assert_eq!((c.id(), c.user()), (id, 8));
-    let buf = c.buf().unwrap();
+    let buf = c.take_buf::<Vec<u8>>().unwrap();
     assert_eq!((&buf[..], buf.capacity()), (&b"kept"[..], 100));
     // The handle is still usable after cancelling one op.
-    port.send_all(&h, b"x".to_vec(), 0).unwrap();
+    port.submit(op::SendAll::new(&h, b"x".to_vec())).unwrap();
     assert_eq!(next(&port).result().unwrap(), 1);
 }
 
@@ -416,11 +441,14 @@ fn cancel_handle_cancels_every_op(kind: BackendKind) {
     socket2::SockRef::from(&h)
         .set_send_buffer_size(4096)
         .unwrap();
-    port.recv(&h, Vec::with_capacity(8), 1).unwrap();
+    port.submit(op::Recv::new(&h, Vec::with_capacity(8)).user(1))
+        .unwrap();
     // The client never reads: this send cannot finish; a second one waits
     // behind it in the send lane.
-    port.send_all(&h, pattern(3, 16 << 20), 2).unwrap();
-    port.send_all(&h, b"queued".to_vec(), 3).unwrap();
+    port.submit(op::SendAll::new(&h, pattern(3, 16 << 20)).user(2))
+        .unwrap();
+    port.submit(op::SendAll::new(&h, b"queued".to_vec()).user(3))
+        .unwrap();
     port.cancel_handle(&h);
     let mut users: Vec<u64> = (0..3)
         .map(|_| {
@@ -431,14 +459,17 @@ fn cancel_handle_cancels_every_op(kind: BackendKind) {
         .collect();
     users.sort_unstable();
     assert_eq!(users, [1, 2, 3]);
-    let err = port.recv(&h, Vec::with_capacity(8), 4).unwrap_err();
+    let err = port
+        .submit(op::Recv::new(&h, Vec::with_capacity(8)).user(4))
+        .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
 }
 
 fn close_cancels_pending_ops_and_closes_the_socket(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     let (mut client, h) = pair(&port, 4);
-    port.recv(&h, Vec::with_capacity(8), 1).unwrap();
+    port.submit(op::Recv::new(&h, Vec::with_capacity(8)).user(1))
+        .unwrap();
     port.close(h, 2).unwrap();
     let mut kinds = Vec::new();
     for _ in 0..2 {
@@ -473,7 +504,8 @@ fn coalesced_waits_still_deliver_a_lone_completion(kind: BackendKind) {
         .unwrap();
     let (mut client, h) = pair(&port, 1);
     for i in 0..5u8 {
-        port.recv(&h, Vec::with_capacity(8), 0).unwrap();
+        port.submit(op::Recv::new(&h, Vec::with_capacity(8)))
+            .unwrap();
         client.write_all(&[i]).unwrap();
         let t0 = Instant::now();
         let c = port.get(LIMIT).unwrap();

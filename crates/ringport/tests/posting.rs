@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{next, pair, port, LIMIT};
+use ringport::op;
 use ringport::{BackendKind, OpKind};
 
 both_backends!(
@@ -84,11 +85,12 @@ fn a_send_goes_out_while_the_poster_computes(kind: BackendKind) {
     let Some(port) = port(kind, 2) else { return };
     let (client, conn) = pair(&port, 1);
     let got = arrival(client, 5);
-    port.post(0, 0, 0).unwrap();
+    port.post(op::Packet::new(0)).unwrap();
     assert_eq!(next(&port).kind(), OpKind::Packet, "this thread now runs");
     let idle = waiter(&port, |p| p.get(Some(BUSY * 2)).map(|c| c.kind()).ok());
     let posted = Instant::now();
-    port.send_all(&conn, b"hello".to_vec(), 7).unwrap();
+    port.submit(op::SendAll::new(&conn, b"hello".to_vec()).user(7))
+        .unwrap();
     // The computation: this thread does not come back to the port.
     let arrived = got.recv_timeout(BUSY);
     let (at, bytes) = arrived.expect("the bytes reached the peer while the poster computed");
@@ -115,21 +117,23 @@ fn a_request_goes_out_while_the_poster_waits_for_the_reply(kind: BackendKind) {
             let _ = service.write_all(&req);
         }
     });
-    port.recv(&conn, Vec::with_capacity(64), 2).unwrap();
-    port.post(0, 0, 0).unwrap();
+    port.submit(op::Recv::new(&conn, Vec::with_capacity(64)).user(2))
+        .unwrap();
+    port.post(op::Packet::new(0)).unwrap();
     assert_eq!(next(&port).kind(), OpKind::Packet, "this thread now runs");
     let (reply_tx, reply_rx) = mpsc::channel();
     // The second worker: dequeues whatever comes and passes replies on.
     let other = waiter(&port, move |p| {
         while let Ok(mut c) = p.get(LIMIT) {
             if c.kind() == OpKind::Recv {
-                let _ = reply_tx.send(c.take_buf().unwrap_or_default());
+                let _ = reply_tx.send(c.take_buf::<Vec<u8>>().unwrap_or_default());
                 return;
             }
         }
     });
     let posted = Instant::now();
-    port.send_all(&conn, b"request".to_vec(), 3).unwrap();
+    port.submit(op::SendAll::new(&conn, b"request".to_vec()).user(3))
+        .unwrap();
     let reply = reply_rx
         .recv_timeout(Duration::from_secs(3))
         .expect("the request left and its reply came back while the poster waited");
@@ -149,7 +153,7 @@ fn a_thread_that_stopped_dequeuing_still_sends(kind: BackendKind) {
     let Some(port) = port(kind, 2) else { return };
     let (client, conn) = pair(&port, 1);
     let got = arrival(client, 3 * 4);
-    port.post(0, 0, 0).unwrap();
+    port.post(op::Packet::new(0)).unwrap();
     assert_eq!(next(&port).kind(), OpKind::Packet, "this thread ran once");
     let other = waiter(&port, |p| {
         let mut sends = 0;
@@ -164,7 +168,7 @@ fn a_thread_that_stopped_dequeuing_still_sends(kind: BackendKind) {
     });
     let posted = Instant::now();
     for i in 0..3u8 {
-        port.send_all(&conn, vec![b'a' + i; 4], u64::from(i))
+        port.submit(op::SendAll::new(&conn, vec![b'a' + i; 4]).user(u64::from(i)))
             .unwrap();
     }
     let (at, bytes) = got.recv_timeout(BUSY).expect("the sends reached the peer");
@@ -187,8 +191,10 @@ fn a_batch_submits_when_it_ends(kind: BackendKind) {
     let (got_one, got_two) = (arrival(one, 3), arrival(two, 3));
     {
         let _batch = port.batch();
-        port.send_all(&conn_one, b"one".to_vec(), 1).unwrap();
-        port.send_all(&conn_two, b"two".to_vec(), 2).unwrap();
+        port.submit(op::SendAll::new(&conn_one, b"one".to_vec()).user(1))
+            .unwrap();
+        port.submit(op::SendAll::new(&conn_two, b"two".to_vec()).user(2))
+            .unwrap();
     }
     let ended = Instant::now();
     for (got, want) in [(got_one, b"one"), (got_two, b"two")] {
@@ -214,8 +220,10 @@ fn a_send_queued_behind_another_leaves_while_nobody_dequeues(kind: BackendKind) 
     let (client, conn) = pair(&port, 1);
     let got = arrival(client, 6);
     let posted = Instant::now();
-    port.send_all(&conn, b"one".to_vec(), 1).unwrap();
-    port.send_all(&conn, b"two".to_vec(), 2).unwrap();
+    port.submit(op::SendAll::new(&conn, b"one".to_vec()).user(1))
+        .unwrap();
+    port.submit(op::SendAll::new(&conn, b"two".to_vec()).user(2))
+        .unwrap();
     let (at, bytes) = got.recv_timeout(BUSY).expect("both sends reached the peer");
     assert_eq!(bytes, b"onetwo");
     assert!(at - posted < BOUND, "the sends took {:?}", at - posted);

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::{next, pair, pattern, port, LIMIT};
+use ringport::op;
 use ringport::{BackendKind, GetError, OpKind};
 
 both_backends!(
@@ -43,23 +44,28 @@ fn shutdown_cancels_ops_in_flight_and_refuses_new_ones(kind: BackendKind) {
     let mut keep = Vec::new();
     for i in 0..50 {
         let (client, h) = pair(&port, i);
-        port.recv(&h, Vec::with_capacity(1024), 0).unwrap();
+        port.submit(op::Recv::new(&h, Vec::with_capacity(1024)))
+            .unwrap();
         socket2::SockRef::from(&h)
             .set_send_buffer_size(4096)
             .unwrap();
-        port.send_all(&h, pattern(i, 1 << 20), 1).unwrap(); // never read: stays in flight
+        port.submit(op::SendAll::new(&h, pattern(i, 1 << 20)).user(1))
+            .unwrap(); // never read: stays in flight
         keep.push((client, h));
     }
     for i in 0..50 {
-        port.timeout(Duration::from_secs(3600), 0, i).unwrap();
+        port.submit(op::Timeout::new(Duration::from_secs(3600)).user(i))
+            .unwrap();
     }
     assert!(port.outstanding() >= 150);
     port.shutdown();
     assert_eq!(port.outstanding(), 0, "every op came back from the kernel");
     let (_c, h) = &keep[0];
-    assert!(port.recv(h, Vec::with_capacity(8), 0).is_err());
-    assert!(port.post(0, 0, 0).is_err());
-    assert!(port.timeout(Duration::ZERO, 0, 0).is_err());
+    assert!(port
+        .submit(op::Recv::new(h, Vec::with_capacity(8)))
+        .is_err());
+    assert!(port.post(op::Packet::new(0)).is_err());
+    assert!(port.submit(op::Timeout::new(Duration::ZERO)).is_err());
 }
 
 fn dropping_the_port_with_ops_in_flight_is_safe(kind: BackendKind) {
@@ -67,11 +73,13 @@ fn dropping_the_port_with_ops_in_flight_is_safe(kind: BackendKind) {
     let mut clients = Vec::new();
     for i in 0..20 {
         let (client, h) = pair(&port, i);
-        port.recv(&h, Vec::with_capacity(1024), 0).unwrap();
-        port.recv_pooled(&h, 0).unwrap(); // queued behind the recv in the read lane
+        port.submit(op::Recv::new(&h, Vec::with_capacity(1024)))
+            .unwrap();
+        port.submit(op::RecvPooled::new(&h)).unwrap(); // queued behind the recv in the read lane
         clients.push(client);
     }
-    port.timeout(Duration::from_secs(3600), 0, 0).unwrap();
+    port.submit(op::Timeout::new(Duration::from_secs(3600)))
+        .unwrap();
     drop(port); // no shutdown call: drop does it
                 // The server sides were closed: clients see end of stream.
     for mut c in clients {
@@ -91,14 +99,19 @@ fn ten_thousand_ops_outstanding_complete_exactly_once(kind: BackendKind) {
     let mut ids = HashSet::new();
     for i in 0..PAIRS {
         let (client, h) = pair(&port, i as u64);
-        ids.insert(port.recv(&h, Vec::with_capacity(64), 0).unwrap());
+        ids.insert(
+            port.submit(op::Recv::new(&h, Vec::with_capacity(64)))
+                .unwrap(),
+        );
         clients.push(client);
         handles.push(h);
     }
     for i in 0..TIMERS {
         ids.insert(
-            port.timeout(Duration::from_millis(20 + (i % 50) as u64), 0, i as u64)
-                .unwrap(),
+            port.submit(
+                op::Timeout::new(Duration::from_millis(20 + (i % 50) as u64)).user(i as u64),
+            )
+            .unwrap(),
         );
     }
     assert_eq!(ids.len(), PAIRS + TIMERS, "ids are unique");

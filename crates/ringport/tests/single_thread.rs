@@ -7,6 +7,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{pair, LIMIT};
+use ringport::op;
 use ringport::{BackendKind, CompletionPort, GetError, OpKind};
 
 both_backends!(
@@ -32,7 +33,7 @@ fn one_thread_echoes_while_others_post(kind: BackendKind) {
     let Some(port) = single(kind) else { return };
     let (mut client, h) = pair(&port, 1);
     // Posted from the main thread before the owner exists.
-    port.recv_pooled(&h, 0).unwrap();
+    port.submit(op::RecvPooled::new(&h)).unwrap();
     let owner = {
         let port = port.clone();
         std::thread::spawn(move || {
@@ -42,7 +43,8 @@ fn one_thread_echoes_while_others_post(kind: BackendKind) {
                 match c.kind() {
                     OpKind::RecvPooled if c.result().unwrap() > 0 => {
                         echoed += c.data().len();
-                        port.send_all(&h, c.take_buf().unwrap(), 0).unwrap();
+                        port.submit(op::SendAll::new(&h, c.take_buf::<Vec<u8>>().unwrap()))
+                            .unwrap();
                     }
                     OpKind::Packet => {
                         // The owner shuts down: it reaps what is cancelled.
@@ -62,8 +64,9 @@ fn one_thread_echoes_while_others_post(kind: BackendKind) {
         assert_eq!(got, msg);
     }
     // A timer posted from this (non-owner) thread still fires.
-    port.timeout(Duration::from_millis(5), 0, 0).unwrap();
-    port.post(0, 0, 0).unwrap();
+    port.submit(op::Timeout::new(Duration::from_millis(5)))
+        .unwrap();
+    port.post(op::Packet::new(0)).unwrap();
     let echoed = owner.join().unwrap();
     assert_eq!(echoed, (0..50).map(|i| 1 + i * 97).sum::<usize>());
 }
@@ -88,7 +91,8 @@ fn shutdown_from_another_thread_drains_through_the_owner(kind: BackendKind) {
     let mut keep = Vec::new();
     for i in 0..20 {
         let (client, h) = pair(&port, i);
-        port.recv(&h, Vec::with_capacity(64), 0).unwrap();
+        port.submit(op::Recv::new(&h, Vec::with_capacity(64)))
+            .unwrap();
         keep.push((client, h));
     }
     let owner = {
@@ -118,10 +122,11 @@ fn a_reaped_batch_taken_piecemeal_loses_nothing(kind: BackendKind) {
     let Some(port) = single(kind) else { return };
     let mut pairs: Vec<_> = (0..CLIENTS).map(|i| pair(&port, i as u64)).collect();
     for (_, h) in &pairs {
-        port.recv_pooled(h, 0).unwrap();
+        port.submit(op::RecvPooled::new(h)).unwrap();
     }
     for i in 0..TIMERS {
-        port.timeout(Duration::ZERO, 1000 + i as u64, 0).unwrap();
+        port.submit(op::Timeout::new(Duration::ZERO).key(1000 + i as u64))
+            .unwrap();
     }
     let sent: Vec<Vec<u8>> = (0..CLIENTS)
         .map(|i| common::pattern(i as u64, 200_000))
@@ -179,7 +184,8 @@ fn more_posts_before_the_first_get_than_the_ring_holds(kind: BackendKind) {
     let mut handles = Vec::new();
     for i in 0..40u64 {
         let (client, h) = pair(&port, i);
-        port.recv(&h, Vec::with_capacity(16), i).unwrap();
+        port.submit(op::Recv::new(&h, Vec::with_capacity(16)).user(i))
+            .unwrap();
         clients.push(client);
         handles.push(h);
     }

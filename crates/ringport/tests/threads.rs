@@ -8,6 +8,7 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{next, port, LIMIT};
+use ringport::op;
 use ringport::{BackendKind, CompletionPort, GetError, OpKind};
 
 both_backends!(
@@ -42,7 +43,7 @@ fn post_from_another_thread_wakes_a_waiter(kind: BackendKind) {
     until_waiting(&port, 1);
     let poster = {
         let p = port.clone();
-        std::thread::spawn(move || p.post(3, 4, 5).unwrap())
+        std::thread::spawn(move || p.post(op::Packet::new(5).key(3).user(4)).unwrap())
     };
     poster.join().unwrap();
     let c = waiter.join().unwrap();
@@ -55,7 +56,7 @@ fn post_from_another_thread_wakes_a_waiter(kind: BackendKind) {
 fn get_many_dequeues_batches(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
     for i in 0..100 {
-        port.post(0, i, 0).unwrap();
+        port.post(op::Packet::new(0).user(i)).unwrap();
     }
     let mut out = Vec::new();
     assert_eq!(port.get_many(&mut out, 64, LIMIT).unwrap(), 64);
@@ -68,7 +69,8 @@ fn get_many_dequeues_batches(kind: BackendKind) {
     ));
     // A batch of timer completions, reaped from the kernel.
     for i in 0..50 {
-        port.timeout(Duration::from_millis(1), 0, i).unwrap();
+        port.submit(op::Timeout::new(Duration::from_millis(1)).user(i))
+            .unwrap();
     }
     let mut got = 0;
     while got < 50 {
@@ -94,7 +96,8 @@ fn get_times_out_and_zero_only_polls(kind: BackendKind) {
     ));
     assert!(start.elapsed() >= Duration::from_millis(50));
     // A zero-timeout get still reaps a completion the kernel has finished.
-    port.timeout(Duration::ZERO, 0, 1).unwrap();
+    port.submit(op::Timeout::new(Duration::ZERO).user(1))
+        .unwrap();
     let deadline = Instant::now() + LIMIT.unwrap();
     loop {
         match port.get(Some(Duration::ZERO)) {
@@ -137,7 +140,7 @@ fn at_most_concurrency_threads_run_at_once(kind: BackendKind) {
         })
         .collect();
     for i in 0..PACKETS {
-        port.post(0, i as u64, 0).unwrap();
+        port.post(op::Packet::new(0).user(i as u64)).unwrap();
     }
     let start = Instant::now();
     while done.load(Ordering::SeqCst) < PACKETS {
@@ -148,7 +151,7 @@ fn at_most_concurrency_threads_run_at_once(kind: BackendKind) {
         std::thread::yield_now();
     }
     for _ in 0..6 {
-        port.post(0, u64::MAX, 0).unwrap();
+        port.post(op::Packet::new(0).user(u64::MAX)).unwrap();
     }
     for w in workers {
         w.join().unwrap();
@@ -171,7 +174,7 @@ fn waiting_threads_are_released_last_in_first_out(kind: BackendKind) {
     }
     let mut order = Vec::new();
     for n in 0..4u64 {
-        port.post(0, n, 0).unwrap();
+        port.post(op::Packet::new(0).user(n)).unwrap();
         order.push(rx.recv_timeout(LIMIT.unwrap()).unwrap());
     }
     for t in threads {
@@ -211,9 +214,9 @@ fn blocking_lets_another_waiter_run(kind: BackendKind) {
         .collect();
     started.wait();
     until_waiting(&port, 2);
-    port.post(0, 1, 0).unwrap();
+    port.post(op::Packet::new(0).user(1)).unwrap();
     until_waiting(&port, 1);
-    port.post(0, 2, 0).unwrap();
+    port.post(op::Packet::new(0).user(2)).unwrap();
     let mut users: Vec<u64> = workers.into_iter().map(|w| w.join().unwrap()).collect();
     users.sort_unstable();
     assert_eq!(users, [1, 2]);
@@ -221,9 +224,9 @@ fn blocking_lets_another_waiter_run(kind: BackendKind) {
 
 fn without_blocking_the_cap_holds(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
-    port.post(0, 1, 0).unwrap();
+    port.post(op::Packet::new(0).user(1)).unwrap();
     let _first = next(&port); // this thread now runs: the only slot is taken
-    port.post(0, 2, 0).unwrap();
+    port.post(op::Packet::new(0).user(2)).unwrap();
     let p = port.clone();
     let other =
         std::thread::spawn(move || p.get(Some(Duration::from_millis(200))).map(|c| c.user()));
@@ -237,13 +240,13 @@ fn without_blocking_the_cap_holds(kind: BackendKind) {
 
 fn a_thread_that_exits_gives_its_slot_back(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
-    port.post(0, 1, 0).unwrap();
+    port.post(op::Packet::new(0).user(1)).unwrap();
     let p = port.clone();
     std::thread::spawn(move || assert_eq!(next(&p).user(), 1))
         .join()
         .unwrap();
     assert_eq!(port.running_threads(), 0);
-    port.post(0, 2, 0).unwrap();
+    port.post(op::Packet::new(0).user(2)).unwrap();
     assert_eq!(next(&port).user(), 2);
 }
 
@@ -254,7 +257,8 @@ fn many_threads_share_io_completions(kind: BackendKind) {
     let conns: Vec<_> = (0..50).map(|i| common::pair(&port, i)).collect();
     let handles: Arc<Vec<ringport::Handle>> = Arc::new(conns.iter().map(|c| c.1.clone()).collect());
     for h in handles.iter() {
-        port.recv(h, Vec::with_capacity(4096), 0).unwrap();
+        port.submit(op::Recv::new(h, Vec::with_capacity(4096)))
+            .unwrap();
     }
     let workers: Vec<_> = (0..4)
         .map(|_| {
@@ -264,12 +268,13 @@ fn many_threads_share_io_completions(kind: BackendKind) {
                     let h = &handles[c.key() as usize];
                     match c.kind() {
                         OpKind::Recv if c.result().unwrap_or(0) > 0 => {
-                            port.send_all(h, c.take_buf().unwrap(), 0).unwrap();
+                            port.submit(op::SendAll::new(h, c.take_buf::<Vec<u8>>().unwrap()))
+                                .unwrap();
                         }
                         OpKind::SendAll => {
-                            let mut b = c.take_buf().unwrap();
+                            let mut b = c.take_buf::<Vec<u8>>().unwrap();
                             b.clear();
-                            port.recv(h, b, 0).unwrap();
+                            port.submit(op::Recv::new(h, b)).unwrap();
                         }
                         OpKind::Packet => return,
                         _ => {}
@@ -299,7 +304,7 @@ fn many_threads_share_io_completions(kind: BackendKind) {
         c.join().unwrap();
     }
     for _ in 0..4 {
-        port.post(0, 0, 0).unwrap();
+        port.post(op::Packet::new(0)).unwrap();
     }
     for w in workers {
         w.join().unwrap();
@@ -322,15 +327,17 @@ fn packets_ping_pong_between_two_ports_without_a_lost_wake_up(kind: BackendKind)
         if c.user() == u64::MAX {
             return;
         }
-        back2.post(0, c.user(), 0).expect("echo post");
+        back2
+            .post(op::Packet::new(0).user(c.user()))
+            .expect("echo post");
     });
     for i in 0..ROUNDS {
-        a.post(0, i, 0).unwrap();
+        a.post(op::Packet::new(0).user(i)).unwrap();
         let c = back
             .get(LIMIT)
             .unwrap_or_else(|e| panic!("round trip {i}: {e:?}"));
         assert_eq!(c.user(), i);
     }
-    a.post(0, u64::MAX, 0).unwrap();
+    a.post(op::Packet::new(0).user(u64::MAX)).unwrap();
     echo.join().unwrap();
 }

@@ -18,6 +18,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{RngCore, SeedableRng};
+use ringport::op;
 use ringport::{Completion, CompletionPort, GetError, Handle, OpKind};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -467,7 +468,7 @@ impl Engine<'_> {
 
     fn post_timer(&mut self) -> anyhow::Result<()> {
         if !self.timer_posted {
-            self.port.timeout(TICK, TIMER, 0)?;
+            self.port.submit(op::Timeout::new(TICK).key(TIMER))?;
             self.timer_posted = true;
         }
         Ok(())
@@ -500,7 +501,7 @@ impl Engine<'_> {
     fn connect(&mut self, i: usize, now: Instant) {
         let res = self
             .new_socket(i)
-            .and_then(|h| Ok((self.port.connect(&h, self.cfg.addr, 0)?, h)));
+            .and_then(|h| Ok((self.port.submit(op::Connect::new(&h, self.cfg.addr))?, h)));
         match res {
             Ok((_, h)) => {
                 let c = &mut self.conns[i];
@@ -551,7 +552,7 @@ impl Engine<'_> {
             },
             OpKind::SendAll => match c.result() {
                 Ok(_) => {
-                    if let Some(buf) = c.take_buf() {
+                    if let Some(buf) = c.take_buf::<Vec<u8>>() {
                         self.send_bufs.push(buf);
                     }
                 }
@@ -560,14 +561,14 @@ impl Engine<'_> {
             OpKind::Recv => match c.result() {
                 Ok(0) => self.fail(i, format_args!("the server closed the connection")),
                 Ok(_) => {
-                    let buf = c.take_buf().unwrap_or_default();
+                    let buf = c.take_buf::<Vec<u8>>().unwrap_or_default();
                     self.on_data(i, &buf, now);
                     self.repost_recv(i, buf);
                 }
                 Err(e) => self.fail(i, format_args!("recv: {e}")),
             },
             OpKind::RecvPooled if c.more() => {
-                let buf = c.take_buf().unwrap_or_default();
+                let buf = c.take_buf::<Vec<u8>>().unwrap_or_default();
                 self.on_data(i, &buf, now);
                 self.port.recycle(buf);
             }
@@ -617,7 +618,7 @@ impl Engine<'_> {
         if self.cfg.pooled {
             // One multishot receive for the connection's life.
             let posted = match &self.conns[i].handle {
-                Some(h) => self.port.recv_pooled(h, 0).map(drop),
+                Some(h) => self.port.submit(op::RecvPooled::new(h)).map(drop),
                 None => Ok(()),
             };
             if let Err(e) = posted {
@@ -638,7 +639,7 @@ impl Engine<'_> {
         let Some(h) = &self.conns[i].handle else {
             return;
         };
-        if let Err(e) = self.port.recv(h, buf, 0) {
+        if let Err(e) = self.port.submit(op::Recv::new(h, buf)) {
             self.fail(i, format_args!("posting recv: {e}"));
         }
     }
@@ -669,7 +670,7 @@ impl Engine<'_> {
             c.len += 1;
             c.credits -= 1;
             let Some(h) = &c.handle else { return };
-            if let Err(e) = self.port.send_all(h, buf, 0) {
+            if let Err(e) = self.port.submit(op::SendAll::new(h, buf)) {
                 self.fail(i, format_args!("posting send: {e}"));
                 return;
             }

@@ -1,73 +1,199 @@
-//! The backends and the contract they keep.
+//! The backends: the layer that moves operations to the kernel and reports
+//! their results. It depends on nothing above it; the front end gives it a
+//! [`Sink`] (the op table, the buffer pool, where results go) and a resolved
+//! [`Config`], and the ops in the table answer the questions of [`SysOp`].
 //!
-//! The port's front end (`shared.rs`, `sched.rs`) owns the queue of finished
-//! operations, the waiting threads and the concurrency limit; a backend only
-//! moves operations to the kernel and reports them back. The contract:
+//! # The contract ([`Backend`])
 //!
-//! * `start(id)`: the operation `id` is in the op table (`arena`). The backend
-//!   begins it: io_uring lowers it to an SQE (submitted now, or at the next
-//!   `flush`/`poll` when `defer` is set); epoll tries the syscall at once and,
-//!   on `EAGAIN`, waits for readiness. A backend never fails `start`: an error
-//!   becomes the operation's completion.
-//! * Every started operation is reported exactly once per result through
-//!   [`Shared::complete`], with the kernel's result (`>= 0`, or `-errno`) and
-//!   whether more results follow for the same id. Before reporting a
-//!   successful receive the backend commits the bytes the kernel wrote into
-//!   the op's buffer (the only place a buffer length grows past initialised
-//!   memory). Until that report the op's memory belongs to the kernel: nothing
-//!   frees, moves or reuses it.
-//! * `cancel(id)` / `cancel_handle(h)` / `cancel_all()` ask the kernel to stop;
-//!   the operations still complete once each, usually with `-ECANCELED`.
-//! * `poll(timeout)` is called by one thread at a time (the front end's poller
-//!   token). It submits what is pending, waits at most `timeout` for at least
-//!   one completion or a `wake`, and reports what it reaped.
-//! * `wake()` makes a current or the next `poll` return soon; it is sticky.
+//! * `register(fd)` before a descriptor's first op; `deregister(fd, cx)`
+//!   when it is about to be closed (no op on it is left).
+//! * `start(cx, id, submit)`: op `id` is in the table; begin its current
+//!   stage. io_uring lowers it ([`SysOp::lower`]) to a request, submitted
+//!   now unless `submit` is [`Submit::Deferred`] (the caller then guarantees
+//!   a `flush`); epoll runs its [`SysOp::plan`]: the syscall at once, and on
+//!   `EAGAIN` again when the descriptor is ready; or a timer; or a file
+//!   thread. `start` never fails: an error is the op's result.
+//!   `start_new(cx, op, submit)` inserts and starts; `None` if the table is
+//!   full.
+//! * Every started stage is reported through [`Sink::complete`] exactly
+//!   once per result (`more` says whether the kernel keeps it armed), after
+//!   the backend did what only it may do: commit the bytes the kernel wrote
+//!   into the op's buffer ([`SysOp::filling`]) and own a descriptor the
+//!   kernel created ([`SysOp::makes_fd`]). Until that report the op's memory
+//!   belongs to the kernel: nothing frees, moves or reuses it.
+//! * `cancel(cx, id)` / `cancel_fd(cx, fd)` ask the kernel to stop one op /
+//!   every op on a descriptor; each still completes once.
+//! * `flush()` submits what was deferred. `poll(cx, timeout)` — one thread
+//!   at a time — submits what is pending, waits at most `timeout` for a
+//!   result or a `wake`, and reports what it reaped. `wake()` makes a
+//!   current or the next `poll` return soon; it is sticky.
+//! * `can_poll_here()`: whether this thread may poll (a single-thread ring:
+//!   only its owner); `orphaned()`: nobody can reap any more (that owner
+//!   exited).
 //!
 //! Kernel vocabulary (SQE, CQE, epoll_event) stays below this module.
 
-use std::io;
-use std::mem;
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
-
-use crate::completion::OpId;
-use crate::handle::HandleInner;
-use crate::op::OpData;
-use crate::shared::Shared;
-
-pub(crate) mod arena;
+pub(crate) mod buf;
 pub(crate) mod epoll;
+pub(crate) mod table;
 pub(crate) mod uring;
 
-pub use crate::builder::BackendKind;
+use std::fmt;
+use std::io;
+use std::os::fd::{OwnedFd, RawFd};
+use std::time::Duration;
 
-/// What every backend provides. See the module docs for the contract.
-pub(crate) trait Backend: Send + Sync {
-    /// Prepares a freshly associated handle (epoll registers the descriptor).
-    fn register(&self, sh: &Shared, handle: &std::sync::Arc<HandleInner>) -> io::Result<()>;
-    /// Forgets a handle whose descriptor is about to be closed.
-    fn deregister(&self, sh: &Shared, handle: &HandleInner);
-    /// Begins operation `id`. `defer` allows batching the submission.
-    fn start(&self, sh: &Shared, id: OpId, defer: bool);
-    /// Puts a new operation in the op table and begins it; `None` when the
-    /// table is full. The default is `insert` then `start`; a backend may
-    /// lower the op under the slot lock `insert` already holds.
-    fn start_new(&self, sh: &Shared, op: OpData, defer: bool) -> Option<OpId> {
-        let id = sh.arena.insert(op)?;
-        self.start(sh, id, defer);
-        Some(id)
+use crate::pool::BufPool;
+pub use table::OpId;
+use table::Table;
+
+/// The engine a port runs on.
+///
+/// ```
+/// let port = ringport::CompletionPort::new(0)?;
+/// println!("backend: {}", port.backend());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// The kernel performs the I/O (io_uring).
+    IoUring,
+    /// Readiness with edge-triggered epoll; the port performs the I/O.
+    Epoll,
+}
+
+impl BackendKind {
+    /// `"io_uring"` or `"epoll"`.
+    ///
+    /// ```
+    /// assert_eq!(ringport::BackendKind::Epoll.name(), "epoll");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::IoUring => "io_uring",
+            BackendKind::Epoll => "epoll",
+        }
     }
-    /// Asks the kernel to stop operation `id`.
-    fn cancel(&self, sh: &Shared, id: OpId);
-    /// Asks the kernel to stop every operation on `handle`.
-    fn cancel_handle(&self, sh: &Shared, handle: &HandleInner);
-    /// Submits what `start` deferred.
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = io::Error;
+    fn from_str(s: &str) -> io::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "uring" | "io_uring" | "io-uring" | "iouring" => Ok(BackendKind::IoUring),
+            "epoll" => Ok(BackendKind::Epoll),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("unknown backend {other:?} (expected uring or epoll)"),
+            )),
+        }
+    }
+}
+
+/// The settings a backend is built with, resolved by the front end.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// Submission queue entries (io_uring).
+    pub entries: u32,
+    /// Pooled-receive buffers and their size.
+    pub pool_bufs: usize,
+    pub pool_buf_size: usize,
+    /// One thread dequeues (io_uring `SINGLE_ISSUER | DEFER_TASKRUN`).
+    pub single_thread: bool,
+    /// Wait for this many completions or this long (io_uring min-wait).
+    pub coalesce: Option<(u32, Duration)>,
+    /// The io_uring opcodes the ops lower to (probed at set-up).
+    pub opcodes: &'static [(u8, &'static str)],
+}
+
+/// Whether a request goes to the kernel now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Submit {
+    /// Now: the I/O starts inside the call that posts it.
+    Now,
+    /// With the next `flush` or `poll`, which the caller guarantees.
+    Deferred,
+}
+
+/// What a backend needs of an op in the table.
+pub(crate) trait SysOp: Send {
+    /// The descriptor the current stage works on.
+    fn fd(&self) -> Option<RawFd>;
+    /// io_uring: the request for the current stage, or its result now.
+    fn lower(&mut self, cx: &uring::LowerCx) -> Result<io_uring::squeue::Entry, i32>;
+    /// epoll: how the current stage runs.
+    fn plan(&mut self) -> epoll::Plan;
+    /// epoll: one non-blocking try of the current stage on `fd`.
+    fn attempt(&mut self, fd: RawFd, pool: &BufPool) -> epoll::Attempt;
+    /// The buffer whose spare capacity the current stage fills, if it does:
+    /// the backend commits a successful result's bytes into it.
+    fn filling(&mut self) -> Option<&mut buf::Buf>;
+    /// Whether a successful result of the current stage is a new
+    /// descriptor (the backend owns it as an `OwnedFd`).
+    fn makes_fd(&self) -> bool;
+    /// Whether the op was asked to stop (cancelled, or its handle closed).
+    fn stopping(&self) -> bool;
+}
+
+/// A kernel result for the current stage of an op.
+pub(crate) struct Reaped {
+    /// `>= 0`, or `-errno`.
+    pub res: i32,
+    /// The kernel keeps the op armed (multishot): more results follow.
+    pub more: bool,
+    /// Data a pooled receive got, in a buffer from the pool.
+    pub pooled: Option<Vec<u8>>,
+    /// The descriptor the stage created (an accept).
+    pub fd: Option<OwnedFd>,
+}
+
+#[cfg(test)]
+impl Reaped {
+    /// A result that carries nothing but itself (an error, a count).
+    pub(crate) fn res(res: i32) -> Reaped {
+        Reaped {
+            res,
+            more: false,
+            pooled: None,
+            fd: None,
+        }
+    }
+}
+
+/// What the front end gives a backend: the op table, the buffer pool, and
+/// where results go.
+pub(crate) trait Sink {
+    type Op: SysOp;
+    fn table(&self) -> &Table<Self::Op>;
+    fn pool(&self) -> &BufPool;
+    /// A result of op `id`; `commit` runs first on the op and the result,
+    /// under the same slot lock (the backend commits received bytes and
+    /// owns a new descriptor there).
+    fn complete(&self, id: OpId, r: Reaped, commit: impl FnOnce(&mut Self::Op, &mut Reaped));
+    /// Whether the calling thread is the poller (what it defers is
+    /// submitted at the end of its reap).
+    fn polling(&self) -> bool;
+}
+
+/// The backend contract. See the module docs.
+pub(crate) trait Backend: Send + Sync {
+    fn register(&self, fd: RawFd) -> io::Result<()>;
+    fn deregister(&self, fd: RawFd, cx: &impl Sink);
+    fn start(&self, cx: &impl Sink, id: OpId, submit: Submit);
+    fn start_new<S: Sink>(&self, cx: &S, op: S::Op, submit: Submit) -> Option<OpId>;
+    fn cancel(&self, cx: &impl Sink, id: OpId);
+    fn cancel_fd(&self, cx: &impl Sink, fd: RawFd);
     fn flush(&self) -> io::Result<()>;
-    /// Reaps completions, waiting at most `timeout`. One caller at a time.
-    fn poll(&self, sh: &Shared, timeout: Option<Duration>) -> io::Result<()>;
-    /// Makes the current or next `poll` return.
+    fn poll(&self, cx: &impl Sink, timeout: Option<Duration>) -> io::Result<()>;
     fn wake(&self);
+    fn can_poll_here(&self) -> bool;
+    fn orphaned(&self) -> bool;
 }
 
 /// The backend a port runs on, dispatched statically.
@@ -88,22 +214,19 @@ macro_rules! dispatch {
 }
 
 impl Driver {
-    /// Whether the calling thread may `poll` (single-thread io_uring ports
-    /// are polled by their owner only).
-    pub(crate) fn can_poll_here(&self) -> bool {
-        match self {
-            Driver::Uring(d) => d.can_poll_here(),
-            Driver::Epoll(_) => true,
-        }
-    }
-
-    /// Whether nobody can reap this port's operations any more (the owner
-    /// of a single-thread io_uring port has exited).
-    pub(crate) fn orphaned(&self) -> bool {
-        match self {
-            Driver::Uring(d) => d.owner_gone(),
-            Driver::Epoll(_) => false,
-        }
+    /// The backend `wanted` (or the best available one), built for `cfg`.
+    pub(crate) fn new(wanted: Option<BackendKind>, cfg: &Config) -> io::Result<Driver> {
+        Ok(match wanted {
+            Some(BackendKind::IoUring) => Driver::Uring(uring::Driver::new(cfg)?),
+            Some(BackendKind::Epoll) => Driver::Epoll(epoll::Driver::new(cfg)?),
+            None => match uring::Driver::new(cfg) {
+                Ok(d) => Driver::Uring(d),
+                Err(why) => {
+                    tracing::warn!("io_uring unavailable ({why}); using the epoll backend");
+                    Driver::Epoll(epoll::Driver::new(cfg)?)
+                }
+            },
+        })
     }
 
     pub(crate) fn kind(&self) -> BackendKind {
@@ -115,203 +238,81 @@ impl Driver {
 }
 
 impl Backend for Driver {
-    fn register(&self, sh: &Shared, handle: &std::sync::Arc<HandleInner>) -> io::Result<()> {
-        dispatch!(self, d => d.register(sh, handle))
+    fn register(&self, fd: RawFd) -> io::Result<()> {
+        dispatch!(self, d => d.register(fd))
     }
-    fn deregister(&self, sh: &Shared, handle: &HandleInner) {
-        dispatch!(self, d => d.deregister(sh, handle))
+    fn deregister(&self, fd: RawFd, cx: &impl Sink) {
+        dispatch!(self, d => d.deregister(fd, cx))
     }
-    fn start(&self, sh: &Shared, id: OpId, defer: bool) {
-        dispatch!(self, d => d.start(sh, id, defer))
+    fn start(&self, cx: &impl Sink, id: OpId, submit: Submit) {
+        dispatch!(self, d => d.start(cx, id, submit))
     }
-    fn start_new(&self, sh: &Shared, op: OpData, defer: bool) -> Option<OpId> {
-        dispatch!(self, d => d.start_new(sh, op, defer))
+    fn start_new<S: Sink>(&self, cx: &S, op: S::Op, submit: Submit) -> Option<OpId> {
+        dispatch!(self, d => d.start_new(cx, op, submit))
     }
-    fn cancel(&self, sh: &Shared, id: OpId) {
-        dispatch!(self, d => d.cancel(sh, id))
+    fn cancel(&self, cx: &impl Sink, id: OpId) {
+        dispatch!(self, d => d.cancel(cx, id))
     }
-    fn cancel_handle(&self, sh: &Shared, handle: &HandleInner) {
-        dispatch!(self, d => d.cancel_handle(sh, handle))
+    fn cancel_fd(&self, cx: &impl Sink, fd: RawFd) {
+        dispatch!(self, d => d.cancel_fd(cx, fd))
     }
     fn flush(&self) -> io::Result<()> {
         dispatch!(self, d => d.flush())
     }
-    fn poll(&self, sh: &Shared, timeout: Option<Duration>) -> io::Result<()> {
-        dispatch!(self, d => d.poll(sh, timeout))
+    fn poll(&self, cx: &impl Sink, timeout: Option<Duration>) -> io::Result<()> {
+        dispatch!(self, d => d.poll(cx, timeout))
     }
     fn wake(&self) {
         dispatch!(self, d => d.wake())
     }
-}
-
-/// Backend-private per-op state that must live as long as the op.
-#[derive(Default)]
-pub(crate) struct OpScratch {
-    pub(crate) uring: uring::Scratch,
-    pub(crate) epoll: epoll::Scratch,
-}
-
-/// Backend-private per-handle state.
-#[derive(Default)]
-pub(crate) struct FdState {
-    pub(crate) uring: uring::FdState,
-    pub(crate) epoll: epoll::FdState,
-}
-
-/// A socket address in the form the kernel reads and writes.
-pub(crate) struct SockAddrBuf {
-    pub(crate) storage: libc::sockaddr_storage,
-    pub(crate) len: libc::socklen_t,
-}
-
-impl Default for SockAddrBuf {
-    fn default() -> Self {
-        SockAddrBuf {
-            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid
-            // (AF_UNSPEC) value.
-            storage: unsafe { mem::zeroed() },
-            len: mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
-        }
+    fn can_poll_here(&self) -> bool {
+        dispatch!(self, d => d.can_poll_here())
+    }
+    fn orphaned(&self) -> bool {
+        dispatch!(self, d => d.orphaned())
     }
 }
 
-impl SockAddrBuf {
-    /// Encodes `addr` for `connect`.
-    pub(crate) fn from_addr(addr: SocketAddr) -> Self {
-        let mut buf = SockAddrBuf::default();
-        match addr {
-            SocketAddr::V4(a) => {
-                let sin = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from_ne_bytes(a.ip().octets()),
-                    },
-                    sin_zero: [0; 8],
-                };
-                // SAFETY: sockaddr_storage is larger than and aligned for
-                // sockaddr_in; we write one plain-old-data value into it.
-                unsafe { std::ptr::write((&raw mut buf.storage).cast(), sin) };
-                buf.len = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            }
-            SocketAddr::V6(a) => {
-                let sin6 = libc::sockaddr_in6 {
-                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                    sin6_port: a.port().to_be(),
-                    sin6_flowinfo: a.flowinfo(),
-                    sin6_addr: libc::in6_addr {
-                        s6_addr: a.ip().octets(),
-                    },
-                    sin6_scope_id: a.scope_id(),
-                };
-                // SAFETY: as above, for sockaddr_in6.
-                unsafe { std::ptr::write((&raw mut buf.storage).cast(), sin6) };
-                buf.len = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-            }
-        }
-        buf
-    }
-
-    /// Decodes the address the kernel wrote, if it is IPv4 or IPv6.
-    pub(crate) fn to_addr(&self) -> Option<SocketAddr> {
-        match i32::from(self.storage.ss_family) {
-            libc::AF_INET if self.len as usize >= mem::size_of::<libc::sockaddr_in>() => {
-                // SAFETY: the family says the storage holds a sockaddr_in, and
-                // sockaddr_storage is aligned for it.
-                let sin = unsafe { &*(&raw const self.storage).cast::<libc::sockaddr_in>() };
-                let ip = std::net::Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-                Some(SocketAddr::V4(SocketAddrV4::new(
-                    ip,
-                    u16::from_be(sin.sin_port),
-                )))
-            }
-            libc::AF_INET6 if self.len as usize >= mem::size_of::<libc::sockaddr_in6>() => {
-                // SAFETY: as above, for sockaddr_in6.
-                let sin6 = unsafe { &*(&raw const self.storage).cast::<libc::sockaddr_in6>() };
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    sin6.sin6_addr.s6_addr.into(),
-                    u16::from_be(sin6.sin6_port),
-                    sin6.sin6_flowinfo,
-                    sin6.sin6_scope_id,
-                )))
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The local or peer address of a socket.
-pub(crate) fn socket_addr(fd: &impl AsRawFd, peer: bool) -> io::Result<SocketAddr> {
-    let mut buf = SockAddrBuf::default();
-    let raw: RawFd = fd.as_raw_fd();
-    let ptr = (&raw mut buf.storage).cast::<libc::sockaddr>();
-    // SAFETY: `ptr`/`len` describe a live, writable sockaddr_storage.
-    let rc = unsafe {
-        if peer {
-            libc::getpeername(raw, ptr, &mut buf.len)
-        } else {
-            libc::getsockname(raw, ptr, &mut buf.len)
-        }
+/// Hands the kernel's result for op `id` to the front end, after doing what
+/// only the backend may: growing the op's buffer by the bytes the kernel
+/// wrote into it, and owning a descriptor an accept created.
+///
+/// # Safety
+/// `res` must be the result the kernel (or the backend's own syscall) gave
+/// for the current stage of op `id`: if the stage fills a buffer and
+/// `res > 0`, exactly `res` bytes were written at the start of that buffer's
+/// spare capacity and nothing writes there any more; if the stage makes a
+/// descriptor and `res >= 0`, `res` is a new descriptor nobody else owns.
+pub(crate) unsafe fn reap(cx: &impl Sink, id: OpId, res: i32, more: bool, pooled: Option<Vec<u8>>) {
+    let r = Reaped {
+        res,
+        more,
+        pooled,
+        fd: None,
     };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    buf.to_addr()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP socket"))
-}
-
-/// Grows `buf` by the `n` bytes the kernel wrote into its spare capacity.
-///
-/// # Safety
-/// The kernel must have written `n` bytes starting at `buf.as_ptr() + len`,
-/// where `len` is `buf.len()`, and `len + n <= buf.capacity()`.
-pub(crate) unsafe fn commit_received(buf: &mut Vec<u8>, n: usize) {
-    let new_len = buf.len() + n;
-    debug_assert!(new_len <= buf.capacity());
-    // SAFETY: the caller guarantees those bytes were initialised by the kernel
-    // and fit in the allocation.
-    unsafe { buf.set_len(new_len.min(buf.capacity())) };
-}
-
-/// Hands the kernel's result for `id` to the front end, after doing what only
-/// the backend may: growing a buffer by the bytes the kernel wrote into it,
-/// and taking ownership of a descriptor an accept created.
-///
-/// # Safety
-/// `res` must be the result the kernel (or the backend's own syscall) gave for
-/// the current stage of operation `id`: if the op fills its buffer and `res >
-/// 0`, exactly `res` bytes were written into the buffer's spare capacity; if
-/// it is an accept's first stage and `res >= 0`, `res` is a new descriptor
-/// that nothing else owns.
-pub(crate) unsafe fn reap(sh: &Shared, id: OpId, res: i32, more: bool, pooled: Option<Vec<u8>>) {
-    sh.complete_after(id, res, more, pooled, |op| {
-        if res < 0 {
+    cx.complete(id, r, |op, r| {
+        if r.res < 0 {
             return;
         }
-        if op.fills_buf() {
-            if let Some(buf) = op.buf.as_mut().filter(|_| res > 0) {
-                // SAFETY: per this function's contract the kernel wrote `res`
-                // bytes into the spare capacity of this very buffer.
-                unsafe { commit_received(buf, res as usize) };
-            }
-        } else if op.kind == crate::completion::OpKind::Accept && op.accepted.is_none() {
+        if op.makes_fd() {
             use std::os::fd::FromRawFd;
-            // SAFETY: per this function's contract `res` is a descriptor the
-            // accept just created and nothing else owns.
-            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(res) };
-            let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-            let peer = op
-                .addr
-                .as_ref()
-                .and_then(|a| a.to_addr())
-                .or_else(|| socket_addr(&fd, true).ok())
-                .unwrap_or(unspecified);
-            let local = socket_addr(&fd, false).unwrap_or(unspecified);
-            op.accepted = Some(Box::new(crate::completion::Accepted {
-                socket: fd,
-                local,
-                peer,
-            }));
+            // SAFETY: per this function's contract `res` is a descriptor
+            // the stage just created and nothing else owns.
+            r.fd = Some(unsafe { OwnedFd::from_raw_fd(r.res) });
+        } else if let Some(buf) = op.filling().filter(|_| r.res > 0) {
+            // SAFETY: per this function's contract the kernel wrote `res`
+            // bytes at the start of this buffer's spare capacity, and no
+            // longer touches it.
+            unsafe { buf.grow(r.res as usize) };
         }
     });
+}
+
+/// The address the kernel wrote into `storage` (its first `len` bytes), as
+/// an accept leaves it.
+pub(crate) fn sock_addr(storage: socket2::SockAddrStorage, len: u32) -> socket2::SockAddr {
+    let len = len.min(storage.size_of());
+    // SAFETY: the storage is initialised throughout (zeroed when made, then
+    // written by the kernel), and `len` is at most its size.
+    unsafe { socket2::SockAddr::new(storage, len) }
 }

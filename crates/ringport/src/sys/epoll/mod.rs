@@ -34,30 +34,26 @@
 //!   the descriptor's mode; an accepted socket is blocking and close-on-exec,
 //!   as with io_uring (associating it makes it non-blocking).
 
-use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::builder::Builder;
-use crate::completion::{OpId, OpKind};
-use crate::handle::HandleInner;
-use crate::op::OpData;
-use crate::shared::Shared;
+use super::{Config, OpId, Sink, Submit, SysOp};
 
-mod io_ops;
+mod io;
 mod pool;
 mod registry;
 mod sys;
 mod timers;
 
-use io_ops::Outcome;
-use pool::{FilePool, Job};
-pub(crate) use registry::FdState;
-use registry::{Core, RegState, Registration, Report, TempReg, READ, WRITE};
+pub(crate) use io::{accept, connect, recv_into, recv_pooled, send, shutdown, Attempt};
+use pool::FilePool;
+pub(crate) use pool::Job;
+use registry::{Core, RegState, Registration, Registry, Report};
+pub(crate) use registry::{READ, WRITE};
 use sys::Waker;
 
 /// Events per `epoll_wait`.
@@ -66,33 +62,18 @@ const EVENTS: usize = 256;
 /// run; the rest is read from the poller's next turn.
 const CHUNKS_PER_TURN: usize = 8;
 
-/// Per-op state of this backend.
-#[derive(Default)]
-pub(crate) struct Scratch {
-    /// A connect returned `EINPROGRESS`.
-    pub(crate) connecting: bool,
-    /// The key of an armed timer.
-    pub(crate) timer: Option<timers::TimerKey>,
-    /// The accepted socket's registration during an accept's first-data stage.
-    pub(crate) temp: Option<TempReg>,
-}
-
-/// What `start` does with an op, decided under the op's slot lock.
-enum Plan {
+/// How an op's current stage runs on this backend (its `SysOp::plan`).
+pub(crate) enum Plan {
     /// Report this result now.
     Now(i32),
-    /// Try now or queue on a descriptor, in a direction; `must_try` forces
-    /// the syscall even if the descriptor is known not ready.
-    Wait(Arc<Registration>, usize, bool),
+    /// A syscall on the op's descriptor, in a direction ([`READ`] or
+    /// [`WRITE`]): tried now if the descriptor may be ready (always, if
+    /// `must_try`), else when it becomes ready.
+    Io { dir: usize, must_try: bool },
+    /// A timer.
     Timer(Duration),
+    /// A blocking read or write on a file thread.
     File(Job),
-}
-
-/// Where a cancelled op may be waiting.
-enum Place {
-    Fd(Arc<Registration>),
-    Timer,
-    File,
 }
 
 /// The epoll backend. See the module docs.
@@ -100,6 +81,7 @@ pub(crate) struct Driver {
     // Field order: the file threads are joined before anything else goes.
     pool: FilePool,
     core: Arc<Core>,
+    registry: Registry,
     waker: Arc<Waker>,
     timers: timers::Timers,
     /// Descriptors with data left over after [`CHUNKS_PER_TURN`].
@@ -108,13 +90,14 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(_b: &Builder) -> io::Result<Driver> {
+    pub(crate) fn new(_cfg: &Config) -> std::io::Result<Driver> {
         let core = Arc::new(Core::new()?);
         let waker = Arc::new(Waker::new()?);
         sys::epoll_add(&core.ep, waker.fd(), libc::EPOLLIN as u32, sys::WAKE_TOKEN)?;
         Ok(Driver {
             pool: FilePool::new(waker.clone()),
             core,
+            registry: Registry::new(),
             waker,
             timers: timers::Timers::default(),
             again: Mutex::new(Vec::new()),
@@ -122,112 +105,103 @@ impl Driver {
         })
     }
 
-    /// Decides how to run the current stage of `op`.
-    fn plan(&self, sh: &Shared, id: OpId, op: &mut OpData) -> Plan {
-        match op.kind {
-            OpKind::Packet | OpKind::Close => Plan::Now(-libc::EBADF),
-            OpKind::Timeout => Plan::Timer(op.duration),
-            OpKind::ReadAt | OpKind::WriteAt => file_job(id, op),
-            OpKind::Accept if op.first_data_started => self.plan_first_data(sh, op),
-            _ => {
-                let reg = op.handle.as_ref().and_then(|h| h.sys.epoll.reg.get());
-                match reg {
-                    Some(reg) => {
-                        let must_try = op.kind == OpKind::Connect && !op.scratch.epoll.connecting;
-                        Plan::Wait(reg.clone(), io_ops::direction(op), must_try)
-                    }
-                    // Not watchable (a regular file): socket calls fail at
-                    // once (ENOTSOCK); nothing could ever make them ready.
-                    None => match io_ops::attempt(op, &sh.pool) {
-                        Outcome::Done(res) => Plan::Now(res),
-                        Outcome::Chunk(_, buf) => {
-                            sh.pool.put(buf);
-                            Plan::Now(-libc::EAGAIN)
-                        }
-                        Outcome::WouldBlock => Plan::Now(-libc::EAGAIN),
-                    },
+    /// Tries op `id` on `fd` (unless it must wait its turn or the descriptor
+    /// is known not ready) and queues it there if it would block. A
+    /// descriptor not associated (the accepted socket of an accept's
+    /// first-data stage) is watched for this op only.
+    fn start_io(&self, cx: &impl Sink, id: OpId, fd: RawFd, dir: usize, must_try: bool) {
+        let reg = match self.registry.get(fd) {
+            Some(reg) => reg,
+            None => match self.watch_for_one(cx, id, fd) {
+                Ok(Some(reg)) => reg,
+                Ok(None) => return,
+                Err(res) => {
+                    // SAFETY: an error result; the op's memory was not
+                    // handed to the kernel (or the try has returned).
+                    unsafe { super::reap(cx, id, res, false, None) };
+                    return;
                 }
-            }
-        }
-    }
-
-    /// The first data of an accepted socket: read it now if it is there,
-    /// otherwise watch the socket until it is.
-    fn plan_first_data(&self, sh: &Shared, op: &mut OpData) -> Plan {
-        if let Some(t) = &op.scratch.epoll.temp {
-            return Plan::Wait(t.reg.clone(), READ, false);
-        }
-        match io_ops::attempt(op, &sh.pool) {
-            Outcome::WouldBlock => {}
-            Outcome::Done(res) => return Plan::Now(res),
-            Outcome::Chunk(..) => unreachable!("a first-data receive uses the op's buffer"),
-        }
-        let Some(fd) = op.fd() else {
-            return Plan::Now(-libc::EBADF);
+            },
         };
-        match TempReg::new(&self.core, fd) {
-            Ok(t) => {
-                let reg = t.reg.clone();
-                op.scratch.epoll.temp = Some(t);
-                Plan::Wait(reg, READ, true)
-            }
-            Err(e) => Plan::Now(-e.raw_os_error().unwrap_or(libc::EIO)),
-        }
-    }
-
-    /// Tries `id` on `reg` (unless it must wait its turn or the descriptor is
-    /// known not ready) and queues it if it would block.
-    fn start_on(&self, sh: &Shared, reg: &Arc<Registration>, id: OpId, dir: usize, must_try: bool) {
         let mut st = reg.state.lock();
         let try_now = st.queue[dir].is_empty() && (st.ready[dir] || must_try);
         st.queue[dir].push_back(id);
         if try_now {
             st.ready[dir] = true;
-            self.drain(sh, reg, &mut st, dir);
+            self.drain(cx, &reg, &mut st, dir);
         }
-        if st.queue[dir].contains(&id) && self.stopping(sh, reg, id) {
+        if st.queue[dir].contains(&id) && self.stopping(cx, id) {
             // Cancelled (or its handle closed) before it could be queued:
             // `cancel` may already have looked for it.
             st.queue[dir].retain(|q| *q != id);
-            self.push_final(reg, &mut st, id, -libc::ECANCELED);
+            self.push_final(&reg, &mut st, id, -libc::ECANCELED);
         }
-        self.settle(sh, reg, st);
+        self.settle(cx, &reg, st);
     }
 
-    /// Whether `id` was asked to stop. Reads the op under the descriptor's
-    /// lock (lock order: descriptor, then op slot).
-    fn stopping(&self, sh: &Shared, reg: &Registration, id: OpId) -> bool {
-        sh.arena
-            .with(id, |op| {
-                op.cancelled
-                    || (!reg.temp
-                        && op
-                            .handle
-                            .as_ref()
-                            .is_some_and(|h| h.closed.load(Ordering::Acquire)))
-            })
-            .unwrap_or(true)
+    /// For a descriptor nobody associated: one try of the op, and if it
+    /// would block, a temporary registration to wait on (`Ok(None)`: the
+    /// try's result was reported). Regular files cannot be watched: the
+    /// op fails with what the try said (`EAGAIN` at worst).
+    fn watch_for_one(
+        &self,
+        cx: &impl Sink,
+        id: OpId,
+        fd: RawFd,
+    ) -> Result<Option<Arc<Registration>>, i32> {
+        let tried = cx.table().with(id, |op| op.attempt(fd, cx.pool()));
+        match tried {
+            None => return Ok(None),
+            Some(Attempt::WouldBlock) => {}
+            Some(Attempt::Done(res)) => {
+                // SAFETY: the result of the syscall just made on this op's
+                // current stage (see `settle`).
+                unsafe { super::reap(cx, id, res, false, None) };
+                return Ok(None);
+            }
+            Some(Attempt::Chunk(n, buf)) => {
+                // SAFETY: pooled data is in `buf`, not in the op's memory.
+                unsafe { super::reap(cx, id, n, true, Some(buf)) };
+                return Ok(None);
+            }
+        }
+        let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP) as u32;
+        let reg = self
+            .core
+            .add(fd, events, true)
+            .map_err(|e| -e.raw_os_error().unwrap_or(libc::EAGAIN))?;
+        if let Ok(Some(stale)) = self.registry.insert(reg.clone()) {
+            self.core.remove(&stale);
+        }
+        Ok(Some(reg))
+    }
+
+    /// Whether op `id` was asked to stop. Reads the op under the
+    /// descriptor's lock (lock order: descriptor, then op slot).
+    fn stopping(&self, cx: &impl Sink, id: OpId) -> bool {
+        cx.table().with(id, |op| op.stopping()).unwrap_or(true)
     }
 
     /// Performs queued ops of one direction while the descriptor is ready.
-    fn drain(&self, sh: &Shared, reg: &Arc<Registration>, st: &mut RegState, dir: usize) {
+    fn drain(&self, cx: &impl Sink, reg: &Arc<Registration>, st: &mut RegState, dir: usize) {
         let mut chunks = 0;
         while st.ready[dir] {
             let Some(&id) = st.queue[dir].front() else {
                 break;
             };
-            let Some(outcome) = sh.arena.with(id, |op| io_ops::attempt(op, &sh.pool)) else {
+            let attempt = cx.table().with(id, |op| op.attempt(reg.fd, cx.pool()));
+            let Some(outcome) = attempt else {
                 // Not ours any more (cannot happen: we are its only reporter).
                 st.queue[dir].pop_front();
                 continue;
             };
             match outcome {
-                Outcome::WouldBlock => st.ready[dir] = false,
-                Outcome::Done(res) => {
+                Attempt::WouldBlock => st.ready[dir] = false,
+                Attempt::Done(res) => {
                     st.queue[dir].pop_front();
                     self.push_final(reg, st, id, res);
                 }
-                Outcome::Chunk(n, buf) => {
+                Attempt::Chunk(n, buf) => {
                     // A read that did not fill the buffer emptied the
                     // socket, so the next one would only say EAGAIN: skip
                     // it until the next edge (data arriving after this read
@@ -259,7 +233,7 @@ impl Driver {
     /// accepted socket ends here, before the socket can reach the user.
     fn push_final(&self, reg: &Arc<Registration>, st: &mut RegState, id: OpId, res: i32) {
         if reg.temp {
-            self.core.remove(reg);
+            self.unwatch(reg);
         }
         st.reports.push(Report {
             id,
@@ -271,7 +245,7 @@ impl Driver {
 
     /// Hands `reg`'s reports to the front end, outside the lock, unless
     /// another thread is already doing so (it will pick them up).
-    fn settle<'a>(&self, sh: &Shared, reg: &'a Registration, mut st: MutexGuard<'a, RegState>) {
+    fn settle<'a>(&self, cx: &impl Sink, reg: &'a Registration, mut st: MutexGuard<'a, RegState>) {
         if st.reaping || st.reports.is_empty() {
             return;
         }
@@ -291,14 +265,14 @@ impl Driver {
                 // in `r.pooled`), an accept's `res` is a new descriptor owned
                 // by nobody; the syscall has returned, so nothing writes the
                 // op's memory any more.
-                unsafe { super::reap(sh, r.id, r.res, r.more, r.pooled) };
+                unsafe { super::reap(cx, r.id, r.res, r.more, r.pooled) };
             }
             st = reg.state.lock();
         }
     }
 
     /// Handles one epoll event.
-    fn on_event(&self, sh: &Shared, reg: &Arc<Registration>, events: u32) {
+    fn on_event(&self, cx: &impl Sink, reg: &Arc<Registration>, events: u32) {
         let rd = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         let wr = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         let hup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
@@ -312,75 +286,47 @@ impl Driver {
         if events & wr != 0 {
             st.ready[WRITE] = true;
         }
-        self.drain(sh, reg, &mut st, READ);
-        self.drain(sh, reg, &mut st, WRITE);
-        self.settle(sh, reg, st);
+        self.drain(cx, reg, &mut st, READ);
+        self.drain(cx, reg, &mut st, WRITE);
+        self.settle(cx, reg, st);
     }
 
     /// Reports finished file jobs.
-    fn reap_files(&self, sh: &Shared) {
+    fn reap_files(&self, cx: &impl Sink) {
         while let Some((id, res)) = self.pool.pop_done() {
             // SAFETY: the job's pread/pwrite has returned `res`: a read wrote
             // exactly `res` bytes into the op's spare capacity, and the
             // helper thread no longer touches the op.
-            unsafe { super::reap(sh, id, res, false, None) };
+            unsafe { super::reap(cx, id, res, false, None) };
         }
     }
 
-    /// Where `id` may be waiting, for `cancel`.
-    fn place(op: &OpData) -> Option<Place> {
-        match op.kind {
-            OpKind::Timeout => Some(Place::Timer),
-            OpKind::ReadAt | OpKind::WriteAt => Some(Place::File),
-            OpKind::Accept if op.first_data_started => op
-                .scratch
-                .epoll
-                .temp
-                .as_ref()
-                .map(|t| Place::Fd(t.reg.clone())),
-            _ => op
-                .handle
-                .as_ref()
-                .and_then(|h| h.sys.epoll.reg.get().cloned())
-                .map(Place::Fd),
-        }
+    /// Stops watching a descriptor.
+    fn unwatch(&self, reg: &Arc<Registration>) {
+        self.registry.remove(reg);
+        self.core.remove(reg);
     }
-}
-
-/// The pool job of a `read_at` / `write_at`.
-fn file_job(id: OpId, op: &mut OpData) -> Plan {
-    let (Some(fd), Some(buf)) = (op.fd(), op.buf.as_mut()) else {
-        return Plan::Now(-libc::EBADF);
-    };
-    let write = op.kind == OpKind::WriteAt;
-    let (ptr, len) = if write {
-        (buf.as_mut_ptr(), buf.len())
-    } else {
-        let spare = buf.spare_capacity_mut();
-        (spare.as_mut_ptr().cast::<u8>(), spare.len())
-    };
-    Plan::File(Job {
-        id,
-        fd,
-        ptr,
-        len,
-        offset: op.offset,
-        write,
-    })
 }
 
 impl super::Backend for Driver {
-    fn register(&self, _sh: &Shared, handle: &Arc<HandleInner>) -> io::Result<()> {
-        let fd = handle.fd.as_raw_fd();
+    fn register(&self, fd: RawFd) -> std::io::Result<()> {
         sys::set_nonblocking(fd)?;
         let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP) as u32;
         match self.core.add(fd, events, false) {
-            Ok(reg) => {
-                if let Err(reg) = handle.sys.epoll.reg.set(reg) {
-                    self.core.remove(&reg);
+            Ok(reg) => match self.registry.insert(reg.clone()) {
+                Ok(stale) => {
+                    if let Some(stale) = stale {
+                        // A temporary watch left by an op that never ended
+                        // its stage (its socket is gone).
+                        self.core.remove(&stale);
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
+                Err(e) => {
+                    self.core.remove(&reg);
+                    Err(e)
+                }
+            },
             // Regular files and directories: always ready, never watched;
             // their reads and writes run on the file pool.
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
@@ -388,82 +334,87 @@ impl super::Backend for Driver {
         }
     }
 
-    fn deregister(&self, _sh: &Shared, handle: &HandleInner) {
-        if let Some(reg) = handle.sys.epoll.reg.get() {
-            self.core.remove(reg);
+    fn deregister(&self, fd: RawFd, _cx: &impl Sink) {
+        if let Some(reg) = self.registry.get(fd) {
+            self.unwatch(&reg);
         }
     }
 
-    fn start(&self, sh: &Shared, id: OpId, _defer: bool) {
-        let Some(plan) = sh.arena.with(id, |op| self.plan(sh, id, op)) else {
+    fn start(&self, cx: &impl Sink, id: OpId, _submit: Submit) {
+        let Some((plan, fd)) = cx.table().with(id, |op| (op.plan(), op.fd())) else {
             return;
         };
-        match plan {
-            // SAFETY: `res` is an error, or the result of the first-data
-            // receive `plan` just made into the op's spare capacity.
-            Plan::Now(res) => unsafe { super::reap(sh, id, res, false, None) },
-            Plan::Wait(reg, dir, must_try) => self.start_on(sh, &reg, id, dir, must_try),
-            Plan::Timer(after) => {
-                if !self.timers.start(sh, id, after, || self.waker.wake()) {
+        match (plan, fd) {
+            (Plan::Io { dir, must_try }, Some(fd)) => self.start_io(cx, id, fd, dir, must_try),
+            // SAFETY: an error result; no memory was handed out.
+            (Plan::Io { .. }, None) => unsafe { super::reap(cx, id, -libc::EBADF, false, None) },
+            // SAFETY: an immediate result of the op's own (blocking-free)
+            // syscall, or an error.
+            (Plan::Now(res), _) => unsafe { super::reap(cx, id, res, false, None) },
+            (Plan::Timer(after), _) => {
+                if !self.timers.start(cx, id, after, || self.waker.wake()) {
                     // SAFETY: an error result; no memory was handed out.
-                    unsafe { super::reap(sh, id, -libc::ECANCELED, false, None) };
+                    unsafe { super::reap(cx, id, -libc::ECANCELED, false, None) };
                 }
             }
-            Plan::File(job) => self.pool.submit(job),
+            (Plan::File(job), _) => self.pool.submit(id, job),
         }
     }
 
-    fn cancel(&self, sh: &Shared, id: OpId) {
-        let Some(Some(place)) = sh.arena.with(id, |op| Self::place(op)) else {
+    fn start_new<S: Sink>(&self, cx: &S, op: S::Op, submit: Submit) -> Option<OpId> {
+        let id = cx.table().insert(op)?;
+        self.start(cx, id, submit);
+        Some(id)
+    }
+
+    fn cancel(&self, cx: &impl Sink, id: OpId) {
+        // A timer or a file job that has not started is removed here; a
+        // file job already running completes normally.
+        if self.timers.cancel(id) || self.pool.cancel(id) {
+            // SAFETY: an error result; the op was never handed to the
+            // kernel (its timer or job was removed before it ran).
+            unsafe { super::reap(cx, id, -libc::ECANCELED, false, None) };
+            return;
+        }
+        let Some(Some(fd)) = cx.table().with(id, |op| op.fd()) else {
             return;
         };
-        let found = match place {
-            Place::Timer => self.timers.cancel(sh, id),
-            // A job already running completes normally.
-            Place::File => self.pool.cancel(id),
-            Place::Fd(reg) => {
-                let mut st = reg.state.lock();
-                let mut found = false;
-                for q in &mut st.queue {
-                    if let Some(i) = q.iter().position(|q| *q == id) {
-                        q.remove(i);
-                        found = true;
-                    }
+        if let Some(reg) = self.registry.get(fd) {
+            let mut st = reg.state.lock();
+            let mut found = false;
+            for q in &mut st.queue {
+                if let Some(i) = q.iter().position(|q| *q == id) {
+                    q.remove(i);
+                    found = true;
                 }
-                if found {
-                    self.push_final(&reg, &mut st, id, -libc::ECANCELED);
-                }
-                self.settle(sh, &reg, st);
-                return;
             }
-        };
-        if found {
-            // SAFETY: an error result; the op was never handed to the kernel
-            // (the timer or job was removed before it ran).
-            unsafe { super::reap(sh, id, -libc::ECANCELED, false, None) };
+            if found {
+                self.push_final(&reg, &mut st, id, -libc::ECANCELED);
+            }
+            self.settle(cx, &reg, st);
         }
     }
 
-    fn cancel_handle(&self, sh: &Shared, handle: &HandleInner) {
-        if let Some(reg) = handle.sys.epoll.reg.get() {
+    fn cancel_fd(&self, cx: &impl Sink, fd: RawFd) {
+        if let Some(reg) = self.registry.get(fd).filter(|r| !r.temp) {
             let mut st = reg.state.lock();
             let ids: Vec<OpId> = st.queue.iter_mut().flat_map(|q| q.drain(..)).collect();
             for id in ids {
-                self.push_final(reg, &mut st, id, -libc::ECANCELED);
+                self.push_final(&reg, &mut st, id, -libc::ECANCELED);
             }
-            self.settle(sh, reg, st);
+            self.settle(cx, &reg, st);
         }
-        for id in self.pool.cancel_fd(handle.fd.as_raw_fd()) {
+        for id in self.pool.cancel_fd(fd) {
             // SAFETY: an error result; the job never ran.
-            unsafe { super::reap(sh, id, -libc::ECANCELED, false, None) };
+            unsafe { super::reap(cx, id, -libc::ECANCELED, false, None) };
         }
     }
 
-    fn flush(&self) -> io::Result<()> {
+    fn flush(&self) -> std::io::Result<()> {
         Ok(())
     }
 
-    fn poll(&self, sh: &Shared, timeout: Option<Duration>) -> io::Result<()> {
+    fn poll(&self, cx: &impl Sink, timeout: Option<Duration>) -> std::io::Result<()> {
         // Safe to free now: see `registry`.
         drop(self.core.take_retired());
         let busy = self.has_again.load(Ordering::Acquire) || self.pool.has_done();
@@ -481,23 +432,31 @@ impl super::Backend for Driver {
             }
             // SAFETY: the token comes from an event of this poll's wait.
             let reg = unsafe { Registration::from_token(token) };
-            self.on_event(sh, &reg, bits);
+            self.on_event(cx, &reg, bits);
         }
         if self.has_again.swap(false, Ordering::AcqRel) {
             let again = std::mem::take(&mut *self.again.lock());
             for reg in again {
-                self.on_event(sh, &reg, 0);
+                self.on_event(cx, &reg, 0);
             }
         }
-        self.reap_files(sh);
+        self.reap_files(cx);
         for id in self.timers.take_due() {
             // SAFETY: an error result (ETIME); timers hold no I/O memory.
-            unsafe { super::reap(sh, id, -libc::ETIME, false, None) };
+            unsafe { super::reap(cx, id, -libc::ETIME, false, None) };
         }
         Ok(())
     }
 
     fn wake(&self) {
         self.waker.wake();
+    }
+
+    fn can_poll_here(&self) -> bool {
+        true
+    }
+
+    fn orphaned(&self) -> bool {
+        false
     }
 }

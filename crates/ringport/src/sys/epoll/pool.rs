@@ -15,14 +15,14 @@ use crossbeam_queue::SegQueue;
 use parking_lot::{Condvar, Mutex};
 
 use super::sys::{syscall, Waker};
-use crate::completion::OpId;
+use crate::sys::OpId;
 
 /// Most helper threads a port starts.
 const MAX_THREADS: usize = 4;
 
-/// One positional read or write on an op's own buffer.
+/// One positional read or write on an op's own buffer (built by the op's
+/// `plan`).
 pub(crate) struct Job {
-    pub id: OpId,
     pub fd: RawFd,
     pub ptr: *mut u8,
     pub len: usize,
@@ -64,7 +64,7 @@ impl Job {
 
 #[derive(Default)]
 struct State {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<(OpId, Job)>,
     idle: usize,
     stop: bool,
 }
@@ -95,10 +95,11 @@ impl FilePool {
         }
     }
 
-    /// Queues a job, starting a thread if none is idle and the cap allows.
-    pub(crate) fn submit(&self, job: Job) {
+    /// Queues op `id`'s job, starting a thread if none is idle and the cap
+    /// allows.
+    pub(crate) fn submit(&self, id: OpId, job: Job) {
         let mut st = self.inner.state.lock();
-        st.jobs.push_back(job);
+        st.jobs.push_back((id, job));
         if st.idle > 0 {
             self.inner.cv.notify_one();
             return;
@@ -119,8 +120,8 @@ impl FilePool {
                 // the queue here.
                 tracing::warn!("cannot start a file I/O thread ({e}); running inline");
                 drop(threads);
-                while let Some(job) = self.inner.state.lock().jobs.pop_front() {
-                    self.inner.done.push((job.id, job.run()));
+                while let Some((id, job)) = self.inner.state.lock().jobs.pop_front() {
+                    self.inner.done.push((id, job.run()));
                 }
                 self.inner.waker.wake();
             }
@@ -131,7 +132,7 @@ impl FilePool {
     /// Removes a job that has not started; `true` if it was found.
     pub(crate) fn cancel(&self, id: OpId) -> bool {
         let mut st = self.inner.state.lock();
-        match st.jobs.iter().position(|j| j.id == id) {
+        match st.jobs.iter().position(|j| j.0 == id) {
             Some(i) => st.jobs.remove(i).is_some(),
             None => false,
         }
@@ -141,10 +142,10 @@ impl FilePool {
     pub(crate) fn cancel_fd(&self, fd: RawFd) -> Vec<OpId> {
         let mut st = self.inner.state.lock();
         let mut ids = Vec::new();
-        st.jobs.retain(|j| {
+        st.jobs.retain(|(id, j)| {
             let keep = j.fd != fd;
             if !keep {
-                ids.push(j.id);
+                ids.push(*id);
             }
             keep
         });
@@ -164,10 +165,10 @@ impl FilePool {
 fn worker(inner: &Inner) {
     let mut st = inner.state.lock();
     loop {
-        if let Some(job) = st.jobs.pop_front() {
+        if let Some((id, job)) = st.jobs.pop_front() {
             drop(st);
             let res = job.run();
-            inner.done.push((job.id, res));
+            inner.done.push((id, res));
             inner.waker.wake();
             st = inner.state.lock();
         } else if st.stop {

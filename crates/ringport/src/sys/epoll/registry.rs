@@ -2,10 +2,12 @@
 //!
 //! # Why an event never points at freed memory
 //! Every watched descriptor has a [`Registration`] behind an `Arc`, and its
-//! `epoll_event` carries `Arc::as_ptr`. The handle (or, for the accepted
-//! socket of an accept-with-data, the op's [`TempReg`]) holds one reference.
-//! When it goes, [`Core::remove`] deletes the descriptor from epoll
-//! (`EPOLL_CTL_DEL`) and parks another reference on the *retired* list. Only
+//! `epoll_event` carries `Arc::as_ptr`. The registry (indexed by descriptor
+//! number) holds one reference while the descriptor is associated, or while
+//! an accept-with-data waits for the first bytes of its accepted socket
+//! (a *temporary* registration). When it goes, [`Core::remove`] deletes the
+//! descriptor from epoll (`EPOLL_CTL_DEL`) and parks another reference on
+//! the *retired* list. Only
 //! the poller empties that list, at the start of `poll` and before it calls
 //! `epoll_wait`: every entry on it was deleted from epoll before that wait
 //! began, so the wait cannot return it; and every event returned by earlier
@@ -22,7 +24,8 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 use super::sys;
-use crate::completion::OpId;
+use crate::short_lock::ShortLock;
+use crate::sys::OpId;
 
 /// Index of the read direction in [`RegState`] (accept, recv).
 pub(crate) const READ: usize = 0;
@@ -60,8 +63,8 @@ pub(crate) struct RegState {
 /// A descriptor known to the epoll instance.
 pub(crate) struct Registration {
     pub fd: RawFd,
-    /// Watched only for one op (the first data of an accepted socket), and
-    /// removed from epoll when that op ends.
+    /// Watched only for one op (the first data of an accepted socket, not
+    /// associated yet), and removed when that op's stage ends.
     pub temp: bool,
     /// Added to epoll and not yet deleted.
     registered: AtomicBool,
@@ -146,33 +149,62 @@ impl Core {
     }
 }
 
-/// Backend state of an associated handle: its registration, if the
-/// descriptor can be watched (regular files cannot).
-#[derive(Default)]
-pub(crate) struct FdState {
-    pub(crate) reg: OnceLock<Arc<Registration>>,
+/// Descriptors per chunk of the registry.
+const CHUNK: usize = 1024;
+
+/// The registrations by descriptor number: chunks of slots made on first
+/// use and kept while the backend lives, so a lookup is an index and one
+/// short lock.
+pub(crate) struct Registry {
+    chunks: Box<[OnceLock<Box<[RegSlot]>>]>,
 }
 
-/// The registration of an accepted socket while an accept-with-data waits
-/// for its first bytes. Removed from epoll when the op's result is produced,
-/// and at the latest when the op is dropped (before its socket is handed out).
-pub(crate) struct TempReg {
-    pub reg: Arc<Registration>,
-    core: Arc<Core>,
-}
+/// One descriptor number's registration, if it is watched.
+type RegSlot = ShortLock<Option<Arc<Registration>>>;
 
-impl TempReg {
-    pub(crate) fn new(core: &Arc<Core>, fd: RawFd) -> io::Result<TempReg> {
-        let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
-        Ok(TempReg {
-            reg: core.add(fd, events, true)?,
-            core: core.clone(),
-        })
+impl Registry {
+    pub(crate) fn new() -> Self {
+        // Up to 2^20 descriptors: Linux's own default ceiling (nr_open).
+        Registry {
+            chunks: (0..(1 << 20) / CHUNK).map(|_| OnceLock::new()).collect(),
+        }
     }
-}
 
-impl Drop for TempReg {
-    fn drop(&mut self) {
-        self.core.remove(&self.reg);
+    fn slot(&self, fd: RawFd, create: bool) -> Option<&RegSlot> {
+        let i = usize::try_from(fd).ok()?;
+        let chunk = self.chunks.get(i / CHUNK)?;
+        let chunk = if create {
+            chunk.get_or_init(|| (0..CHUNK).map(|_| ShortLock::new(None)).collect())
+        } else {
+            chunk.get()?
+        };
+        chunk.get(i % CHUNK)
+    }
+
+    /// The registration of `fd`, if it is watched.
+    pub(crate) fn get(&self, fd: RawFd) -> Option<Arc<Registration>> {
+        self.slot(fd, false)?.lock().clone()
+    }
+
+    /// Records `reg` for its descriptor; returns what was there (a stale
+    /// temporary registration of a descriptor number now reused).
+    pub(crate) fn insert(&self, reg: Arc<Registration>) -> io::Result<Option<Arc<Registration>>> {
+        let slot = self.slot(reg.fd, true).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "descriptor number too large to watch",
+            )
+        })?;
+        Ok(slot.lock().replace(reg))
+    }
+
+    /// Forgets the registration of `fd` if it is `reg`.
+    pub(crate) fn remove(&self, reg: &Arc<Registration>) {
+        if let Some(slot) = self.slot(reg.fd, false) {
+            let mut s = slot.lock();
+            if s.as_ref().is_some_and(|r| Arc::ptr_eq(r, reg)) {
+                *s = None;
+            }
+        }
     }
 }

@@ -1,20 +1,21 @@
 //! Timeout operations: a deadline-ordered map the poller's wait is bounded
 //! by.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::completion::OpId;
-use crate::shared::Shared;
+use crate::sys::{OpId, Sink, SysOp};
 
 /// A timer's place in the map: deadline, then a sequence number for ties.
-pub(crate) type TimerKey = (Instant, u64);
+type TimerKey = (Instant, u64);
 
 #[derive(Default)]
 struct State {
     map: BTreeMap<TimerKey, OpId>,
+    /// Where each armed timer sits in `map`.
+    keys: HashMap<OpId, TimerKey>,
     seq: u64,
     /// While the poller waits: until when (`None` = forever).
     waiting: Option<Option<Instant>>,
@@ -32,7 +33,7 @@ impl Timers {
     /// deadline.
     pub(crate) fn start(
         &self,
-        sh: &Shared,
+        cx: &impl Sink,
         id: OpId,
         after: Duration,
         wake: impl FnOnce(),
@@ -45,18 +46,12 @@ impl Timers {
         st.seq += 1;
         let key = (deadline, st.seq);
         // Under the timers lock, so `cancel` either sees the key or the op
-        // sees `cancelled` (Shared::cancel sets it before asking us).
-        let armed = sh.arena.with(id, |op| {
-            if op.cancelled {
-                return false;
-            }
-            op.scratch.epoll.timer = Some(key);
-            true
-        });
-        if armed != Some(true) {
+        // is seen stopping here (the front end marks it before asking us).
+        if cx.table().with(id, |op| op.stopping()) != Some(false) {
             return false;
         }
         st.map.insert(key, id);
+        st.keys.insert(id, key);
         if let Some(until) = st.waiting {
             if until.is_none_or(|u| deadline < u) {
                 st.waiting = Some(Some(deadline));
@@ -69,12 +64,12 @@ impl Timers {
 
     /// Disarms timer `id`; `true` if it was pending (the caller reports it
     /// cancelled), `false` if it already fired or was never armed.
-    pub(crate) fn cancel(&self, sh: &Shared, id: OpId) -> bool {
+    pub(crate) fn cancel(&self, id: OpId) -> bool {
         let mut st = self.state.lock();
-        let Some(Some(key)) = sh.arena.with(id, |op| op.scratch.epoll.timer) else {
-            return false;
-        };
-        st.map.remove(&key).is_some()
+        match st.keys.remove(&id) {
+            Some(key) => st.map.remove(&key).is_some(),
+            None => false,
+        }
     }
 
     /// The `epoll_wait` timeout in milliseconds (rounded up, -1 = forever)
@@ -117,6 +112,9 @@ impl Timers {
                 break;
             }
             due.push(entry.remove());
+        }
+        for id in &due {
+            st.keys.remove(id);
         }
         due
     }

@@ -14,22 +14,16 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use io_uring::types::{CancelBuilder, Fd, Fixed, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use parking_lot::Mutex;
 
-use crate::builder::Builder;
-use crate::completion::{OpId, OpKind};
-use crate::handle::HandleInner;
-use crate::op::OpData;
-use crate::shared::Shared;
+use super::{Backend as _, Config, OpId, Sink, Submit, SysOp};
 use crate::short_lock::ShortLock;
-use crate::sys::Backend as _;
 
 mod buf_ring;
 mod files;
@@ -47,21 +41,9 @@ const IGNORE: u64 = 2;
 /// Buffer group id of the pooled-receive ring.
 const BGID: u16 = 0;
 
-/// Per-op state the kernel reads while the op is in flight.
-#[derive(Default)]
-pub(crate) struct Scratch {
-    ts: Timespec,
-}
-
-/// Per-handle state: whether the descriptor is in the ring's file table.
-#[derive(Default)]
-pub(crate) struct FdState {
-    fixed: AtomicBool,
-}
-
 /// How a request names its descriptor.
 #[derive(Clone, Copy)]
-enum Target {
+pub(crate) enum Target {
     Raw(RawFd),
     /// An entry of the registered file table (see `files`).
     Fixed(u32),
@@ -72,16 +54,28 @@ enum Target {
 macro_rules! on_target {
     ($t:expr, $fd:ident => $e:expr) => {
         match $t {
-            Target::Raw(raw) => {
-                let $fd = Fd(raw);
+            $crate::sys::uring::Target::Raw(raw) => {
+                let $fd = io_uring::types::Fd(raw);
                 $e
             }
-            Target::Fixed(index) => {
-                let $fd = Fixed(index);
+            $crate::sys::uring::Target::Fixed(index) => {
+                let $fd = io_uring::types::Fixed(index);
                 $e
             }
         }
     };
+}
+pub(crate) use on_target;
+
+/// What an op needs to lower its current stage to a request.
+pub(crate) struct LowerCx {
+    /// The descriptor, as the request should name it (`None`: the op has
+    /// none, or it was closed).
+    pub target: Option<Target>,
+    /// The provided-buffer group of pooled receives.
+    pub buf_group: u16,
+    /// Most bytes one pooled-receive completion carries.
+    pub recv_len: u32,
 }
 
 pub(crate) struct Driver {
@@ -109,10 +103,10 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(b: &Builder) -> io::Result<Driver> {
+    pub(crate) fn new(b: &Config) -> io::Result<Driver> {
         probe::kernel_version_ok()?;
         let ring = probe::build_ring(b.entries, b.single_thread)?;
-        probe::check_opcodes(&ring)?;
+        probe::check_opcodes(&ring, b.opcodes)?;
         let bufs = BufRing::new(&ring, BGID, b.pool_bufs, b.pool_buf_size)?;
         let owner = if b.single_thread {
             Some(Owner::new()?)
@@ -123,7 +117,10 @@ impl Driver {
         let coalesce = b
             .coalesce
             .filter(|_| ring.params().is_feature_min_timeout())
-            .map(|(n, d)| (n as usize, u32::try_from(d.as_micros()).unwrap_or(u32::MAX)));
+            .map(|(n, d)| {
+                let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
+                (n as usize, us)
+            });
         Ok(Driver {
             ring,
             sq: ShortLock::new(Vec::new()),
@@ -165,25 +162,13 @@ impl Driver {
         Ok(())
     }
 
-    /// Whether the owner of a single-thread ring has exited.
-    pub(crate) fn owner_gone(&self) -> bool {
-        self.owner.as_ref().is_some_and(Owner::is_gone)
-    }
-
-    /// Whether `poll` may be called on this thread (shutdown asks).
-    pub(crate) fn can_poll_here(&self) -> bool {
-        self.owner
-            .as_ref()
-            .is_none_or(|o| o.is_current() || o.unclaimed())
-    }
-
     /// Copies `entry` into the submission queue (or, when it is full and
     /// only the owner may submit, the backlog) and submits it now, unless
-    /// `defer`: then the caller guarantees a [`flush`](Self::flush) (at the
-    /// end of a batch, or the poller's own at the end of its reap).
-    fn push(&self, entry: squeue::Entry, defer: bool) {
+    /// `Submit::Deferred`: then the caller guarantees a flush (at the end of
+    /// a batch, or the poller's own at the end of its reap).
+    fn push(&self, entry: squeue::Entry, submit: Submit) {
         let backlogged = self.push_lazy(entry);
-        if defer && !backlogged {
+        if submit == Submit::Deferred && !backlogged {
             self.unsubmitted.store(true, Ordering::Release);
         } else {
             self.submit_now();
@@ -254,111 +239,31 @@ impl Driver {
         }
     }
 
-    /// The descriptor `op` works on now, as a request should name it.
-    fn target(op: &OpData) -> Option<Target> {
-        if let Some(acc) = &op.accepted {
-            // The first-data stage of an accept: a socket not associated yet.
-            return Some(Target::Raw(acc.socket.as_raw_fd()));
+    /// How a request should name `fd`: by its file-table entry if it has
+    /// one (an associated descriptor), else by number (the accepted socket
+    /// of an accept's first-data stage).
+    fn target(&self, fd: RawFd) -> Target {
+        match &self.files {
+            Some(t) if t.is_set(fd) => Target::Fixed(fd as u32),
+            _ => Target::Raw(fd),
         }
-        let h = op.handle.as_ref()?;
-        let fd = h.fd.as_raw_fd();
-        Some(if h.sys.uring.fixed.load(Ordering::Relaxed) {
-            Target::Fixed(fd as u32)
-        } else {
-            Target::Raw(fd)
-        })
     }
 
-    /// The SQE for the current stage of `op`, or the result it completes
-    /// with at once: a zero-length timer has expired already (the kernel
-    /// would arm an hrtimer and take an interrupt for it, ~6 µs each here),
-    /// and an op without a descriptor fails with `EBADF`.
-    fn lower_or_finish(&self, op: &mut OpData) -> Result<squeue::Entry, i32> {
-        if op.kind == OpKind::Timeout && op.duration.is_zero() {
-            return Err(-libc::ETIME);
-        }
-        self.lower(op).ok_or(-libc::EBADF)
-    }
-
-    /// Builds the SQE for the current stage of `op`.
-    fn lower(&self, op: &mut OpData) -> Option<squeue::Entry> {
-        let target = Self::target(op);
-        let entry = match op.kind {
-            OpKind::Accept if op.first_data_started => {
-                let (ptr, len) = spare(op.buf.as_mut()?);
-                on_target!(target?, fd => opcode::Recv::new(fd, ptr, len).build())
-            }
-            OpKind::Accept if op.multishot => {
-                // No address buffer: each connection's addresses are read
-                // with getpeername/getsockname when it is reaped.
-                on_target!(target?, fd => opcode::AcceptMulti::new(fd)
-                    .flags(libc::SOCK_CLOEXEC)
-                    .build())
-            }
-            OpKind::Accept => {
-                let addr = op.addr();
-                addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                let (ptr, len) = ((&raw mut addr.storage).cast(), &raw mut addr.len);
-                on_target!(target?, fd => opcode::Accept::new(fd, ptr, len)
-                    .flags(libc::SOCK_CLOEXEC)
-                    .build())
-            }
-            OpKind::Connect => {
-                let addr = op.addr();
-                let (ptr, len) = ((&raw const addr.storage).cast(), addr.len);
-                on_target!(target?, fd => opcode::Connect::new(fd, ptr, len).build())
-            }
-            OpKind::Recv => {
-                let (ptr, len) = spare(op.buf.as_mut()?);
-                on_target!(target?, fd => opcode::Recv::new(fd, ptr, len).build())
-            }
-            // At most one pool buffer's worth per completion.
-            OpKind::RecvPooled => on_target!(target?, fd => opcode::RecvMulti::new(fd, BGID)
-                .len(self.recv_len)
-                .build()),
-            OpKind::Send | OpKind::SendAll => {
-                let buf = op.buf.as_ref()?;
-                let rest = &buf[op.pos.min(buf.len())..];
-                let (ptr, len) = (rest.as_ptr(), clamp_len(rest.len()));
-                // A send-all asks the kernel to continue partial sends
-                // itself (stream sockets), so the rest goes out without
-                // waiting for a thread to reap the partial result; the
-                // port still continues what the kernel returns short (an
-                // error or signal cut it).
-                let flags = if op.kind == OpKind::SendAll {
-                    libc::MSG_NOSIGNAL | libc::MSG_WAITALL
-                } else {
-                    libc::MSG_NOSIGNAL
-                };
-                on_target!(target?, fd => opcode::Send::new(fd, ptr, len)
-                    .flags(flags)
-                    .build())
-            }
-            OpKind::ReadAt => {
-                let (ptr, len) = spare(op.buf.as_mut()?);
-                let offset = op.offset;
-                on_target!(target?, fd => opcode::Read::new(fd, ptr, len).offset(offset).build())
-            }
-            OpKind::WriteAt => {
-                let buf = op.buf.as_ref()?;
-                let (ptr, len) = (buf.as_ptr(), clamp_len(buf.len()));
-                let offset = op.offset;
-                on_target!(target?, fd => opcode::Write::new(fd, ptr, len).offset(offset).build())
-            }
-            OpKind::Timeout => {
-                op.scratch.uring.ts = Timespec::from(op.duration);
-                opcode::Timeout::new(&raw const op.scratch.uring.ts).build()
-            }
-            OpKind::Packet | OpKind::Close => return None,
+    /// The request for the current stage of `op`, or its result now.
+    fn lower(&self, op: &mut impl SysOp) -> Result<squeue::Entry, i32> {
+        let cx = LowerCx {
+            target: op.fd().map(|fd| self.target(fd)),
+            buf_group: BGID,
+            recv_len: self.recv_len,
         };
-        Some(entry)
+        op.lower(&cx)
     }
 
     /// Reaps what is ready, then submits what reaping queued (the rest of
     /// a send, the next send of a lane, a cleared table entry): none of it
     /// may wait for a next poll that nobody may make soon.
-    fn reap(&self, sh: &Shared) -> io::Result<()> {
-        self.reap_ready(sh);
+    fn reap(&self, cx: &impl Sink) -> io::Result<()> {
+        self.reap_ready(cx);
         if self.unsubmitted.swap(false, Ordering::AcqRel) {
             ignore_transient(self.ring.submit())?;
         }
@@ -370,7 +275,7 @@ impl Driver {
     /// a cancel) the kernel may post more completions, and with busy sockets
     /// it can post them as fast as they are reaped; the poller must come
     /// back to hand out what it reaped.
-    fn reap_ready(&self, sh: &Shared) {
+    fn reap_ready(&self, cx: &impl Sink) {
         let mut batch: [MaybeUninit<cqueue::Entry>; 128] = [const { MaybeUninit::uninit() }; 128];
         let mut bufs = self.bufs.lock();
         let mut budget = self.ring.params().cq_entries() as usize;
@@ -400,7 +305,7 @@ impl Driver {
                     _ => {}
                 }
                 let pooled = cqueue::buffer_select(flags).map(|bid| {
-                    let v = sh.pool.filled(bufs.data(bid, res.max(0) as usize));
+                    let v = cx.pool().filled(bufs.data(bid, res.max(0) as usize));
                     if bufs.done_with(cqueue::buffer_more(flags)) {
                         bufs.recycle(bid);
                     }
@@ -410,7 +315,7 @@ impl Driver {
                 // stage; the kernel wrote received bytes into the op's own
                 // buffer (pooled data was copied out above), and an accept's
                 // result is the new descriptor.
-                unsafe { super::reap(sh, OpId(ud), res, cqueue::more(flags), pooled) };
+                unsafe { super::reap(cx, OpId(ud), res, cqueue::more(flags), pooled) };
             }
             bufs.publish();
             budget = budget.saturating_sub(n);
@@ -421,12 +326,8 @@ impl Driver {
     }
 }
 
-fn spare(buf: &mut Vec<u8>) -> (*mut u8, u32) {
-    let spare = buf.spare_capacity_mut();
-    (spare.as_mut_ptr().cast(), clamp_len(spare.len()))
-}
-
-fn clamp_len(n: usize) -> u32 {
+/// A length as the kernel takes it (lengths past 4 GiB go in pieces).
+pub(crate) fn clamp_len(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
@@ -446,63 +347,71 @@ fn ignore_transient(r: io::Result<usize>) -> io::Result<()> {
 }
 
 impl super::Backend for Driver {
-    fn register(&self, _sh: &Shared, handle: &Arc<HandleInner>) -> io::Result<()> {
+    fn register(&self, fd: RawFd) -> io::Result<()> {
         // io_uring arms its own poll for sockets; a non-blocking descriptor
         // would make some kernels fail an accept with EAGAIN instead.
-        let fd = handle.fd.as_raw_fd();
-        // SAFETY: fcntl on a descriptor we own; no memory is involved.
+        // SAFETY: fcntl on a descriptor the caller owns; no memory is
+        // involved.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
         if flags >= 0 && flags & libc::O_NONBLOCK != 0 {
             // SAFETY: as above.
             unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) };
         }
         if let Some(entry) = self.files.as_ref().and_then(|t| t.set(fd)) {
-            // Ahead of the handle's first operation in the queue; submitted
-            // with it.
+            // Ahead of the descriptor's first operation in the queue;
+            // submitted with it.
             if self.push_lazy(entry.user_data(IGNORE)) {
                 self.submit_now();
             }
-            handle.sys.uring.fixed.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    fn deregister(&self, sh: &Shared, handle: &HandleInner) {
-        if handle.sys.uring.fixed.load(Ordering::Relaxed) {
+    fn deregister(&self, fd: RawFd, cx: &impl Sink) {
+        if let Some(entry) = self.files.as_ref().and_then(|t| t.clear(fd)) {
             // The table holds a reference to the socket: the connection is
             // closed only once the entry is cleared, so submit now (the
             // poller does at the end of its reap).
-            let entry = FileTable::clear(handle.fd.as_raw_fd()).user_data(IGNORE);
-            self.push(entry, sh.polling_here());
+            let submit = if cx.polling() {
+                Submit::Deferred
+            } else {
+                Submit::Now
+            };
+            self.push(entry.user_data(IGNORE), submit);
         }
     }
 
-    fn start(&self, sh: &Shared, id: OpId, defer: bool) {
-        match sh.arena.with(id, |op| self.lower_or_finish(op)) {
-            Some(Ok(entry)) => self.push(entry.user_data(id.0), defer),
-            Some(Err(res)) => sh.complete(id, res, false, None),
+    fn start(&self, cx: &impl Sink, id: OpId, submit: Submit) {
+        match cx.table().with(id, |op| self.lower(op)) {
+            Some(Ok(entry)) => self.push(entry.user_data(id.0), submit),
+            // SAFETY: an immediate result (an error, or an expired timer):
+            // nothing was handed to the kernel.
+            Some(Err(res)) => unsafe { super::reap(cx, id, res, false, None) },
             None => {}
         }
     }
 
-    fn start_new(&self, sh: &Shared, op: OpData, defer: bool) -> Option<OpId> {
-        let (id, lowered) = sh.arena.insert_then(op, |_, op| self.lower_or_finish(op))?;
+    fn start_new<S: Sink>(&self, cx: &S, op: S::Op, submit: Submit) -> Option<OpId> {
+        let (id, lowered) = cx.table().insert_then(op, |_, op| self.lower(op))?;
         match lowered {
-            Ok(entry) => self.push(entry.user_data(id.0), defer),
-            Err(res) => sh.complete(id, res, false, None),
+            Ok(entry) => self.push(entry.user_data(id.0), submit),
+            // SAFETY: as in `start`.
+            Err(res) => unsafe { super::reap(cx, id, res, false, None) },
         }
         Some(id)
     }
 
-    fn cancel(&self, _sh: &Shared, id: OpId) {
+    fn cancel(&self, _cx: &impl Sink, id: OpId) {
         let e = opcode::AsyncCancel::new(id.0).build().user_data(IGNORE);
-        self.push(e, false);
+        self.push(e, Submit::Now);
     }
 
-    fn cancel_handle(&self, _sh: &Shared, handle: &HandleInner) {
-        let b = CancelBuilder::fd(Fd(handle.fd.as_raw_fd())).all();
+    fn cancel_fd(&self, _cx: &impl Sink, fd: RawFd) {
+        // Matches requests that name the descriptor by its table entry too
+        // (the kernel compares the file the two resolve to).
+        let b = CancelBuilder::fd(Fd(fd)).all();
         let e = opcode::AsyncCancel2::new(b).build().user_data(IGNORE);
-        self.push(e, false);
+        self.push(e, Submit::Now);
     }
 
     fn flush(&self) -> io::Result<()> {
@@ -518,13 +427,13 @@ impl super::Backend for Driver {
         }
     }
 
-    fn poll(&self, sh: &Shared, timeout: Option<Duration>) -> io::Result<()> {
+    fn poll(&self, cx: &impl Sink, timeout: Option<Duration>) -> io::Result<()> {
         self.claim()?;
         self.take_backlog();
         // SAFETY: the poller is the only CompletionQueue user (see `reap`).
         let ready = !unsafe { self.ring.completion_shared() }.is_empty();
         if ready && !self.must_enter() {
-            return self.reap(sh);
+            return self.reap(cx);
         }
         let submitter = self.ring.submitter();
         let r = match (timeout, self.coalesce) {
@@ -546,7 +455,7 @@ impl super::Backend for Driver {
             }
         };
         ignore_transient(r)?;
-        self.reap(sh)
+        self.reap(cx)
     }
 
     fn wake(&self) {
@@ -555,7 +464,17 @@ impl super::Backend for Driver {
         }
         match &self.owner {
             Some(owner) => owner.signal(),
-            None => self.push(opcode::Nop::new().build().user_data(WAKE), false),
+            None => self.push(opcode::Nop::new().build().user_data(WAKE), Submit::Now),
         }
+    }
+
+    fn can_poll_here(&self) -> bool {
+        self.owner
+            .as_ref()
+            .is_none_or(|o| o.is_current() || o.unclaimed())
+    }
+
+    fn orphaned(&self) -> bool {
+        self.owner.as_ref().is_some_and(Owner::is_gone)
     }
 }

@@ -4,16 +4,10 @@ use std::io;
 
 use io_uring::{opcode, IoUring, Probe};
 
-/// The opcodes the port lowers its operations to.
-const NEEDED: &[(u8, &str)] = &[
+/// The opcodes the backend itself uses (wake-ups, cancellation); the ops
+/// name theirs.
+const OWN: &[(u8, &str)] = &[
     (opcode::Nop::CODE, "NOP"),
-    (opcode::Accept::CODE, "ACCEPT"),
-    (opcode::Connect::CODE, "CONNECT"),
-    (opcode::Recv::CODE, "RECV"),
-    (opcode::Send::CODE, "SEND"),
-    (opcode::Read::CODE, "READ"),
-    (opcode::Write::CODE, "WRITE"),
-    (opcode::Timeout::CODE, "TIMEOUT"),
     (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
 ];
 
@@ -72,14 +66,16 @@ pub(super) fn build_ring(entries: u32, single_thread: bool) -> io::Result<IoUrin
     Ok(ring)
 }
 
-/// Fails unless the kernel supports every opcode in `NEEDED`.
-pub(super) fn check_opcodes(ring: &IoUring) -> io::Result<()> {
+/// Fails unless the kernel supports every opcode the backend and the ops
+/// (`ops`) use.
+pub(super) fn check_opcodes(ring: &IoUring, ops: &[(u8, &str)]) -> io::Result<()> {
     let mut probe = Probe::new();
     ring.submitter()
         .register_probe(&mut probe)
         .map_err(|e| io::Error::new(e.kind(), format!("io_uring probe failed: {e}")))?;
-    let missing: Vec<&str> = NEEDED
+    let missing: Vec<&str> = OWN
         .iter()
+        .chain(ops)
         .filter(|(code, _)| !probe.is_supported(*code))
         .map(|(_, name)| *name)
         .collect();

@@ -1,4 +1,5 @@
-//! The table of operations in flight: a slab with stable addresses.
+//! The table of operations in flight: a slab with stable addresses, and the
+//! [`OpId`] that names an entry.
 //!
 //! Every posted operation lives in a slot from the moment it is posted until
 //! its final completion is reaped. Slots are allocated in chunks that are never
@@ -22,9 +23,49 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use crate::completion::OpId;
-use crate::op::OpData;
 use crate::short_lock::ShortLock;
+
+/// Identifies one posted operation, for
+/// [`CompletionPort::cancel`](crate::CompletionPort::cancel).
+///
+/// An `OpId` is never reused while the operation it names is outstanding, and
+/// a stale `OpId` (of an operation that already completed) cancels nothing.
+///
+/// # Examples
+///
+/// ```
+/// use ringport::{op, CompletionPort, OpId};
+/// use std::time::Duration;
+///
+/// let port = CompletionPort::new(0)?;
+/// let id: OpId = port.submit(op::Timeout::new(Duration::from_secs(60)))?;
+/// port.cancel(id)?;
+/// assert!(port.get(None)?.is_cancelled());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OpId(pub(crate) u64);
+
+impl OpId {
+    /// The id carried by completions that had no posted operation (user
+    /// packets, a handle's close).
+    pub const NONE: OpId = OpId(0);
+
+    /// The raw value (index and generation), useful for logging.
+    ///
+    /// ```
+    /// assert_eq!(ringport::OpId::NONE.as_u64(), 0);
+    /// ```
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for OpId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpId({}#{})", self.0 as u32, self.0 >> 32)
+    }
+}
 
 const CHUNK: usize = 1024;
 const MAX_CHUNKS: usize = 1024;
@@ -32,17 +73,17 @@ const MAX_CHUNKS: usize = 1024;
 /// list when it is full.
 const LOCAL_KEEP: usize = 64;
 
-static NEXT_ARENA_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
 
-struct Slot {
+struct Slot<T> {
     /// Odd while occupied (the occupant's generation), even while free.
     gen: AtomicU32,
-    data: ShortLock<Option<OpData>>,
+    data: ShortLock<Option<T>>,
 }
 
-/// The free slots of one arena that no thread keeps for itself.
+/// The free slots of one table that no thread keeps for itself.
 struct FreeList {
-    arena: u64,
+    table: u64,
     slots: Mutex<Vec<u32>>,
 }
 
@@ -53,7 +94,7 @@ struct LocalSlots {
 }
 
 impl LocalSlots {
-    /// Gives every slot back to its arena's shared list.
+    /// Gives every slot back to its table's shared list.
     fn flush(&mut self) {
         if let Some(owner) = self.owner.take() {
             owner.slots.lock().append(&mut self.slots);
@@ -73,31 +114,36 @@ thread_local! {
     };
 }
 
+/// A chunk of slots, made on first use.
+type Chunk<T> = OnceLock<Box<[Slot<T>]>>;
+
 /// The op table. See the module docs.
-pub(crate) struct Arena {
-    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+pub(crate) struct Table<T> {
+    chunks: Box<[Chunk<T>]>,
     free: Arc<FreeList>,
     fresh: AtomicU32,
 }
 
-impl Arena {
-    pub(crate) fn new() -> Self {
-        Arena {
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table {
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
             free: Arc::new(FreeList {
-                arena: NEXT_ARENA_ID.fetch_add(1, Ordering::Relaxed),
+                table: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
                 slots: Mutex::new(Vec::new()),
             }),
             fresh: AtomicU32::new(0),
         }
     }
+}
 
-    fn slot(&self, index: u32) -> Option<&Slot> {
+impl<T> Table<T> {
+    fn slot(&self, index: u32) -> Option<&Slot<T>> {
         let index = index as usize;
         self.chunks.get(index / CHUNK)?.get()?.get(index % CHUNK)
     }
 
-    fn slot_or_create(&self, index: u32) -> Option<&Slot> {
+    fn slot_or_create(&self, index: u32) -> Option<&Slot<T>> {
         let index = index as usize;
         let chunk = self.chunks.get(index / CHUNK)?.get_or_init(|| {
             (0..CHUNK)
@@ -112,7 +158,7 @@ impl Arena {
 
     /// Stores `op` in a free slot and returns its id, or `None` when
     /// `CHUNK * MAX_CHUNKS` operations are already outstanding.
-    pub(crate) fn insert(&self, op: OpData) -> Option<OpId> {
+    pub(crate) fn insert(&self, op: T) -> Option<OpId> {
         self.insert_then(op, |_, _| ()).map(|(id, ())| id)
     }
 
@@ -121,8 +167,8 @@ impl Arena {
     /// are final once it sits in the slot).
     pub(crate) fn insert_then<R>(
         &self,
-        op: OpData,
-        f: impl FnOnce(OpId, &mut OpData) -> R,
+        op: T,
+        f: impl FnOnce(OpId, &mut T) -> R,
     ) -> Option<(OpId, R)> {
         let index = self.take_free().or_else(|| {
             let i = self.fresh.fetch_add(1, Ordering::Relaxed);
@@ -148,7 +194,7 @@ impl Arena {
         let mine = LOCAL
             .try_with(|l| {
                 let mut l = l.borrow_mut();
-                let owned = l.owner.as_ref().is_some_and(|o| o.arena == self.free.arena);
+                let owned = l.owner.as_ref().is_some_and(|o| o.table == self.free.table);
                 if owned {
                     l.slots.pop()
                 } else {
@@ -164,9 +210,9 @@ impl Arena {
     fn give_free(&self, index: u32) {
         let kept = LOCAL.try_with(|l| {
             let mut l = l.borrow_mut();
-            let owned = l.owner.as_ref().is_some_and(|o| o.arena == self.free.arena);
+            let owned = l.owner.as_ref().is_some_and(|o| o.table == self.free.table);
             if !owned {
-                // This thread now frees slots of this arena.
+                // This thread now frees slots of this table.
                 l.flush();
                 l.owner = Some(self.free.clone());
             }
@@ -182,13 +228,13 @@ impl Arena {
         }
     }
 
-    fn live_slot(&self, id: OpId) -> Option<&Slot> {
+    fn live_slot(&self, id: OpId) -> Option<&Slot<T>> {
         let slot = self.slot(id.0 as u32)?;
         (slot.gen.load(Ordering::Acquire) == (id.0 >> 32) as u32).then_some(slot)
     }
 
     /// Runs `f` on the operation `id`, if it is still outstanding.
-    pub(crate) fn with<R>(&self, id: OpId, f: impl FnOnce(&mut OpData) -> R) -> Option<R> {
+    pub(crate) fn with<R>(&self, id: OpId, f: impl FnOnce(&mut T) -> R) -> Option<R> {
         let slot = self.live_slot(id)?;
         let mut data = slot.data.lock();
         // Re-check under the lock: the slot may have been freed meanwhile.
@@ -199,7 +245,7 @@ impl Arena {
     }
 
     /// Removes the operation `id` and frees its slot.
-    pub(crate) fn remove(&self, id: OpId) -> Option<OpData> {
+    pub(crate) fn remove(&self, id: OpId) -> Option<T> {
         self.with_then_remove(id, |_| ((), true))
             .and_then(|((), op)| op)
     }
@@ -209,8 +255,8 @@ impl Arena {
     pub(crate) fn with_then_remove<R>(
         &self,
         id: OpId,
-        f: impl FnOnce(&mut OpData) -> (R, bool),
-    ) -> Option<(R, Option<OpData>)> {
+        f: impl FnOnce(&mut T) -> (R, bool),
+    ) -> Option<(R, Option<T>)> {
         let slot = self.live_slot(id)?;
         let (r, op) = {
             let mut data = slot.data.lock();
@@ -257,34 +303,33 @@ impl Arena {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::completion::OpKind;
 
-    fn op(user: u64) -> OpData {
-        OpData::new(OpKind::Timeout, 0, user)
+    fn op(user: u64) -> u64 {
+        user
     }
 
     #[test]
     fn stale_ids_never_reach_a_new_occupant() {
-        let arena = Arena::new();
-        let a = arena.insert(op(1)).unwrap();
-        assert_eq!(arena.live(), 1);
-        assert_eq!(arena.remove(a).map(|o| o.user), Some(1));
-        assert_eq!(arena.live(), 0);
+        let table: Table<u64> = Table::default();
+        let a = table.insert(op(1)).unwrap();
+        assert_eq!(table.live(), 1);
+        assert_eq!(table.remove(a), Some(1));
+        assert_eq!(table.live(), 0);
         // The freed slot is reused, under a new generation.
-        let b = arena.insert(op(2)).unwrap();
+        let b = table.insert(op(2)).unwrap();
         assert_eq!(a.0 as u32, b.0 as u32, "same slot");
         assert_ne!(a, b);
-        assert!(arena.with(a, |_| ()).is_none());
-        assert!(arena.remove(a).is_none());
-        assert_eq!(arena.with(b, |o| o.user), Some(2));
-        assert_eq!(arena.ids(), vec![b]);
+        assert!(table.with(a, |_| ()).is_none());
+        assert!(table.remove(a).is_none());
+        assert_eq!(table.with(b, |o| *o), Some(2));
+        assert_eq!(table.ids(), vec![b]);
     }
 
     #[test]
     fn slots_freed_on_one_thread_serve_another() {
-        let arena = Arc::new(Arena::new());
-        let ids: Vec<OpId> = (0..200).map(|i| arena.insert(op(i)).unwrap()).collect();
-        let a = arena.clone();
+        let table: Arc<Table<u64>> = Arc::new(Table::default());
+        let ids: Vec<OpId> = (0..200).map(|i| table.insert(op(i)).unwrap()).collect();
+        let a = table.clone();
         // Another thread completes them all, then exits (its cache flushes).
         std::thread::spawn(move || {
             for id in ids {
@@ -293,8 +338,8 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(arena.live(), 0);
-        let again: Vec<OpId> = (0..200).map(|i| arena.insert(op(i)).unwrap()).collect();
+        assert_eq!(table.live(), 0);
+        let again: Vec<OpId> = (0..200).map(|i| table.insert(op(i)).unwrap()).collect();
         assert!(
             again.iter().all(|id| (id.0 as u32) < 200),
             "no fresh slot was needed"

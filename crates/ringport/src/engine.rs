@@ -1,0 +1,550 @@
+//! The port's engine: the op table, the scheduler and the backend of one
+//! port, and the path of an operation through them: submit (lanes, the
+//! handle's op count), the backend's results through the op's result rules
+//! to completions, cancellation, close, and shutdown.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::completion::{Completion, GetError};
+use crate::handle::HandleInner;
+use crate::op::{Lane, Record, Step};
+use crate::pool::BufPool;
+use crate::sched::{Kernel, Sched, SlotOwner};
+use crate::sys::table::Table;
+use crate::sys::{Backend, Driver, OpId, Reaped, Sink, Submit};
+
+static NEXT_PORT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How long shutdown waits for cancelled operations to come back before it
+/// gives up and leaks their memory rather than free what the kernel may hold.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Engine {
+    me: Weak<Engine>,
+    // Field order matters: the driver (and with it the kernel's view of every
+    // op) goes before the op table.
+    pub(crate) driver: Driver,
+    pub(crate) sched: Sched,
+    pub(crate) table: Table<Record>,
+    pub(crate) pool: BufPool,
+}
+
+/// What a kernel result leads to, decided under the op's slot lock.
+enum Next {
+    /// The op is done (taken out of the table), with this result.
+    Final(i32),
+    /// Start it again.
+    Restart,
+    /// Hand this completion out; the op stays posted. `rearm`: start it
+    /// again (the kernel stopped it); `stop`: end it as cancelled instead.
+    Emit {
+        c: Completion,
+        rearm: bool,
+        stop: bool,
+    },
+}
+
+impl Engine {
+    pub(crate) fn new(
+        driver: Driver,
+        concurrency: usize,
+        direct: bool,
+        pool: BufPool,
+    ) -> Arc<Engine> {
+        let id = NEXT_PORT_ID.fetch_add(1, Ordering::Relaxed);
+        Arc::new_cyclic(|me| Engine {
+            me: me.clone(),
+            driver,
+            sched: Sched::new(id, concurrency, direct),
+            table: Table::default(),
+            pool,
+        })
+    }
+
+    /// How a request made now should go to the kernel: the poller's go at
+    /// the end of its reap (it flushes there); anyone else's at once.
+    fn submit_mode(&self) -> Submit {
+        if self.sched.polling_here() {
+            Submit::Deferred
+        } else {
+            Submit::Now
+        }
+    }
+
+    // ---- dequeue -------------------------------------------------------
+
+    pub(crate) fn get(&self, timeout: Option<Duration>) -> Result<Completion, GetError> {
+        let mut one = Vec::new();
+        self.get_into(timeout, &mut one, 1)?;
+        one.pop().ok_or(GetError::TimedOut)
+    }
+
+    pub(crate) fn get_many(
+        &self,
+        out: &mut Vec<Completion>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, GetError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let n = self.get_into(timeout, out, max)?;
+        Ok(n + self.sched.take_more(out, max - n))
+    }
+
+    fn get_into(
+        &self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+        max: usize,
+    ) -> Result<usize, GetError> {
+        let got = self.sched.get(self, timeout, out, max);
+        if matches!(got, Err(GetError::Closed)) {
+            self.drain_if_closed();
+        }
+        got
+    }
+
+    pub(crate) fn post(&self, c: Completion) -> io::Result<()> {
+        if self.sched.post(self, c) {
+            Ok(())
+        } else {
+            Err(closed_error())
+        }
+    }
+
+    pub(crate) fn leave(&self) {
+        self.sched.leave_and_notify(self);
+    }
+
+    pub(crate) fn begin_blocking(&self) -> bool {
+        self.sched.begin_blocking(self)
+    }
+
+    pub(crate) fn end_blocking(&self) {
+        self.sched.end_blocking();
+    }
+
+    pub(crate) fn flush(&self) {
+        if let Err(e) = self.driver.flush() {
+            tracing::warn!("submitting a batch failed: {e}");
+        }
+    }
+
+    // ---- posting -------------------------------------------------------
+
+    /// Puts an op in the table and starts it (or queues it behind its
+    /// lane). `submit`: whether its request may wait for a flush.
+    pub(crate) fn submit(&self, mut rec: Record, submit: Submit) -> io::Result<OpId> {
+        if self.sched.is_closed() {
+            return Err(closed_error());
+        }
+        rec.check()?;
+        let handle = rec.head.handle.clone();
+        if let Some(h) = &handle {
+            if !std::ptr::eq(h.port.as_ptr(), self) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the handle is associated with another port",
+                ));
+            }
+        }
+        let lane = rec.lane();
+        if let Some(h) = &handle {
+            let mut st = h.state.lock();
+            if h.closed.load(Ordering::Acquire) {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "the handle was closed",
+                ));
+            }
+            // Counted from here to its final completion, so that the
+            // handle's `Close` completion can come after it.
+            st.ops += 1;
+            if let Some(lane) = lane {
+                let q = &mut st.lanes[lane as usize];
+                if q.busy {
+                    // Started by `release` when the ops ahead of it are done.
+                    let Some(id) = self.table.insert(rec) else {
+                        st.ops -= 1;
+                        return Err(table_full());
+                    };
+                    q.waiting.push_back(id);
+                    drop(st);
+                    self.progress();
+                    return Ok(id);
+                }
+                q.busy = true;
+            }
+        }
+        let Some(id) = self.driver.start_new(self, rec, submit) else {
+            if let Some(h) = handle {
+                // Uncount it, and pass its lane on to whatever queued
+                // behind it meanwhile.
+                self.release(h, lane);
+            }
+            return Err(table_full());
+        };
+        if handle.is_some_and(|h| h.closed.load(Ordering::Acquire)) {
+            self.cancel(id);
+        }
+        Ok(id)
+    }
+
+    /// Reaps what is ready, without waiting, when no thread is waiting in
+    /// the kernel to do it: an op queued behind one the kernel has already
+    /// finished (the second of two sends, the first of which went out at
+    /// once) then starts now, though the posting thread may not dequeue for
+    /// a long time. While a thread waits in the kernel, the finished op's
+    /// completion wakes it and it does the same.
+    fn progress(&self) {
+        self.sched.poll_now(self);
+    }
+
+    /// Cancels one op: a queued one completes at once, a started one when
+    /// the kernel lets go of it.
+    pub(crate) fn cancel(&self, id: OpId) -> bool {
+        let Some((handle, lane)) = self.table.with(id, |rec| {
+            rec.head.cancelled = true;
+            (rec.head.handle.clone(), rec.lane())
+        }) else {
+            return false;
+        };
+        if let (Some(h), Some(lane)) = (handle, lane) {
+            let mut st = h.state.lock();
+            let q = &mut st.lanes[lane as usize];
+            if let Some(i) = q.waiting.iter().position(|w| *w == id) {
+                q.waiting.remove(i);
+                drop(st);
+                self.end_unstarted(id);
+                return true;
+            }
+        }
+        self.driver.cancel(self, id);
+        true
+    }
+
+    /// Ends an op that never reached the backend (it waited for its lane),
+    /// as cancelled.
+    fn end_unstarted(&self, id: OpId) {
+        if let Some(rec) = self.table.remove(id) {
+            self.finish_removed(id, rec, -libc::ECANCELED);
+        }
+    }
+
+    /// Closes a handle: stops its ops and refuses new ones, and hands out
+    /// its `Close` completion (with `user`) after the last of them
+    /// completed.
+    pub(crate) fn close(&self, h: &Arc<HandleInner>, user: u64) -> io::Result<()> {
+        if self.sched.is_closed() {
+            return Err(closed_error());
+        }
+        {
+            let mut st = h.state.lock();
+            if st.close_called {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the handle was closed already (close was called on another clone)",
+                ));
+            }
+            st.close_called = true;
+            st.close = Some(user);
+        }
+        self.cancel_handle(h);
+        // Due now if no op is left; otherwise the last op's `release` (on
+        // this thread meanwhile, or on another) hands it out.
+        let due = {
+            let mut st = h.state.lock();
+            if st.ops == 0 {
+                st.close.take()
+            } else {
+                None
+            }
+        };
+        if let Some(user) = due {
+            self.deliver(Completion::close(h, user));
+        }
+        Ok(())
+    }
+
+    /// Stops every op of a handle and refuses new ones.
+    pub(crate) fn cancel_handle(&self, h: &HandleInner) {
+        let waiting: Vec<OpId> = {
+            let mut st = h.state.lock();
+            h.closed.store(true, Ordering::Release);
+            st.lanes
+                .iter_mut()
+                .flat_map(|q| q.waiting.drain(..))
+                .collect()
+        };
+        for id in waiting {
+            self.end_unstarted(id);
+        }
+        self.driver.cancel_fd(self, h.fd.as_raw_fd());
+    }
+
+    // ---- completing ----------------------------------------------------
+
+    /// Applies op `id`'s result rules to a kernel result (after `commit`,
+    /// under the same slot lock) and does what they say.
+    fn complete_with(
+        &self,
+        id: OpId,
+        mut r: Reaped,
+        commit: impl FnOnce(&mut Record, &mut Reaped),
+    ) {
+        let closed = self.sched.is_closed();
+        let Some((next, removed)) = self.table.with_then_remove(id, |rec| {
+            commit(rec, &mut r);
+            let next = match rec.on_result(&mut r, closed) {
+                Step::Final(res) => Next::Final(res),
+                Step::Restart => Next::Restart,
+                Step::More { out, armed } => {
+                    let head = &rec.head;
+                    let c = Completion::of_op(
+                        rec.kind(),
+                        id,
+                        head.key,
+                        head.user,
+                        head.seq,
+                        true,
+                        head.handle.as_ref(),
+                        out,
+                    );
+                    rec.head.seq += 1;
+                    Next::Emit {
+                        c,
+                        rearm: !armed,
+                        stop: !armed && rec.is_stopping(closed),
+                    }
+                }
+            };
+            let last = matches!(next, Next::Final(_));
+            (next, last)
+        }) else {
+            return;
+        };
+        // A descriptor the rules did not take (a stopped accept) closes
+        // here.
+        drop(r);
+        match next {
+            Next::Final(res) => {
+                if let Some(rec) = removed {
+                    self.finish_removed(id, rec, res);
+                }
+            }
+            Next::Restart => self.driver.start(self, id, self.submit_mode()),
+            Next::Emit { c, rearm, stop } => {
+                self.deliver(c);
+                if stop {
+                    if let Some(rec) = self.table.remove(id) {
+                        self.finish_removed(id, rec, -libc::ECANCELED);
+                    }
+                } else if rearm {
+                    self.driver.start(self, id, self.submit_mode());
+                }
+            }
+        }
+    }
+
+    /// Hands out a finished op's completion and releases its handle's lane.
+    fn finish_removed(&self, id: OpId, rec: Record, res: i32) {
+        let lane = rec.lane();
+        let (head, kind, out) = rec.finish(res);
+        let c = Completion::of_op(
+            kind,
+            id,
+            head.key,
+            head.user,
+            head.seq,
+            false,
+            head.handle.as_ref(),
+            out,
+        );
+        self.deliver(c);
+        if let Some(h) = head.handle {
+            self.release(h, lane);
+        }
+    }
+
+    fn deliver(&self, c: Completion) {
+        self.sched.deliver(self, c);
+    }
+
+    /// An op on `h` is done (or was never started): passes its lane, if it
+    /// held one, to the next op waiting for it, and hands out the handle's
+    /// `Close` completion if that was the handle's last op.
+    fn release(&self, h: Arc<HandleInner>, lane: Option<Lane>) {
+        let (next, close) = {
+            let mut st = h.state.lock();
+            st.ops -= 1;
+            let next = lane.and_then(|lane| {
+                let q = &mut st.lanes[lane as usize];
+                let next = q.waiting.pop_front();
+                q.busy = next.is_some();
+                next
+            });
+            // An op handed the lane is still counted: no Close yet.
+            let close = if st.ops == 0 { st.close.take() } else { None };
+            (next, close)
+        };
+        if let Some(next) = next {
+            if h.closed.load(Ordering::Acquire) || self.sched.is_closed() {
+                self.end_unstarted(next);
+            } else {
+                self.driver.start(self, next, self.submit_mode());
+            }
+        }
+        if let Some(user) = close {
+            self.deliver(Completion::close(&h, user));
+        }
+    }
+
+    // ---- shutdown ------------------------------------------------------
+
+    pub(crate) fn shutdown(&self) {
+        if !self.sched.close() {
+            return;
+        }
+        // The poller sees the port closed when the backend wakes it.
+        self.driver.wake();
+        let start = Instant::now();
+        self.cancel_all();
+        if self.driver.can_poll_here() {
+            // Take the poller's seat (the current poller sees `closed` and
+            // leaves), unless another thread that saw the port closed is
+            // already draining it.
+            while self.table.live() > 0 && start.elapsed() < DRAIN_LIMIT {
+                if self.sched.try_poller() {
+                    self.drain(start);
+                    break;
+                }
+                self.driver.wake();
+                std::thread::park_timeout(Duration::from_millis(1));
+            }
+        } else {
+            // A single-thread port owned by another thread: it drains what
+            // was cancelled here when it sees the port closed.
+            self.driver.wake();
+            while self.table.live() > 0 && start.elapsed() < DRAIN_LIMIT && !self.driver.orphaned()
+            {
+                std::thread::park_timeout(Duration::from_millis(1));
+            }
+        }
+        self.sched.clear();
+    }
+
+    fn cancel_all(&self) {
+        for id in self.table.ids() {
+            self.cancel(id);
+        }
+    }
+
+    /// Reaps cancelled operations until none is left (or `DRAIN_LIMIT`),
+    /// cancelling again now and then what an operation started while the
+    /// port was closing. The caller holds the poller seat and keeps it:
+    /// nobody polls a closed port again.
+    fn drain(&self, start: Instant) {
+        let mut rounds = 0u32;
+        while self.table.live() > 0 && start.elapsed() < DRAIN_LIMIT {
+            if let Err(e) = self.driver.poll(self, Some(Duration::from_millis(20))) {
+                tracing::error!("shutdown: reaping cancelled operations failed: {e}");
+                break;
+            }
+            rounds += 1;
+            if rounds % 8 == 0 {
+                self.cancel_all();
+            }
+        }
+    }
+
+    /// A thread that finds the port closed helps reap what shutdown
+    /// cancelled (for a single-thread port, only its owner can).
+    fn drain_if_closed(&self) {
+        if self.table.live() > 0 && self.driver.can_poll_here() && self.sched.try_poller() {
+            self.drain(Instant::now());
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+        let live = self.table.live();
+        if live > 0 {
+            tracing::error!(
+                "{live} operations never completed; leaking their memory rather than \
+                 freeing buffers the kernel may still write"
+            );
+            std::mem::forget(std::mem::take(&mut self.table));
+        }
+    }
+}
+
+impl Sink for Engine {
+    type Op = Record;
+
+    fn table(&self) -> &Table<Record> {
+        &self.table
+    }
+
+    fn pool(&self) -> &BufPool {
+        &self.pool
+    }
+
+    fn complete(&self, id: OpId, r: Reaped, commit: impl FnOnce(&mut Record, &mut Reaped)) {
+        self.complete_with(id, r, commit);
+    }
+
+    fn polling(&self) -> bool {
+        self.sched.polling_here()
+    }
+}
+
+impl Kernel for Engine {
+    fn poll(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.driver.poll(self, timeout)
+    }
+
+    fn wake(&self) {
+        self.driver.wake();
+    }
+
+    fn flush(&self) {
+        if let Err(e) = self.driver.flush() {
+            tracing::debug!("submitting before sleeping failed: {e}");
+        }
+    }
+
+    fn can_poll_here(&self) -> bool {
+        self.driver.can_poll_here()
+    }
+
+    fn owner(&self) -> Weak<dyn SlotOwner> {
+        self.me.clone()
+    }
+}
+
+impl SlotOwner for Engine {
+    fn give_back(&self) {
+        self.sched.give_back(self);
+    }
+}
+
+fn table_full() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        "too many operations outstanding",
+    )
+}
+
+pub(crate) fn closed_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the completion port was shut down",
+    )
+}

@@ -1,0 +1,141 @@
+//! The non-blocking syscalls that perform an operation's stage on its own
+//! memory once its descriptor is (probably) ready: safe wrappers the ops
+//! call from their `attempt` (`crate::op`).
+
+use std::io;
+use std::os::fd::RawFd;
+
+use super::sys::syscall;
+use crate::pool::BufPool;
+use crate::sys::buf::Buf;
+
+/// What one try of an operation's stage gave.
+pub(crate) enum Attempt {
+    /// The stage's result (`>= 0` or `-errno`).
+    Done(i32),
+    /// A pooled receive got `n` bytes into this buffer; the op stays posted.
+    Chunk(i32, Vec<u8>),
+    /// `EAGAIN`: wait for the descriptor to become ready.
+    WouldBlock,
+}
+
+/// Maps a failed non-blocking call: `EAGAIN` waits, anything else is final.
+fn failed(e: &io::Error) -> Attempt {
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => Attempt::WouldBlock,
+        Some(errno) => Attempt::Done(-errno),
+        None => Attempt::Done(-libc::EIO),
+    }
+}
+
+/// Retries `f` while it fails with `EINTR`.
+fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+fn res_of(n: isize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Receives into the spare capacity of `buf`. The bytes are committed when
+/// the result is reaped (`sys::reap`), not here.
+pub(crate) fn recv_into(fd: RawFd, buf: &mut Buf) -> Attempt {
+    let Some((ptr, len)) = buf.spare() else {
+        return Attempt::Done(-libc::EINVAL);
+    };
+    let len = len.min(i32::MAX as usize);
+    // SAFETY: `ptr..ptr+len` is the spare capacity of the op's own buffer,
+    // writable and kept in place by the caller (which holds the op's slot)
+    // for the duration of the call.
+    match retry(|| syscall!(unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) })) {
+        Ok(n) => Attempt::Done(res_of(n)),
+        Err(e) => failed(&e),
+    }
+}
+
+/// Receives into a fresh buffer from the port's pool.
+pub(crate) fn recv_pooled(fd: RawFd, pool: &BufPool) -> Attempt {
+    let mut buf = pool.take();
+    let spare = buf.spare_capacity_mut();
+    let (ptr, len) = (spare.as_mut_ptr(), spare.len().min(i32::MAX as usize));
+    // SAFETY: as in `recv_into`, on a buffer this function owns.
+    match retry(|| syscall!(unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) })) {
+        Ok(0) => {
+            pool.put(buf);
+            Attempt::Done(0)
+        }
+        Ok(n) => {
+            // SAFETY: the kernel initialised the first `n <= len` bytes of
+            // the spare capacity, and the buffer was empty.
+            unsafe { buf.set_len(n as usize) };
+            Attempt::Chunk(res_of(n), buf)
+        }
+        Err(e) => {
+            pool.put(buf);
+            failed(&e)
+        }
+    }
+}
+
+/// Sends `bytes` (never `SIGPIPE`).
+pub(crate) fn send(fd: RawFd, bytes: &[u8]) -> Attempt {
+    let len = bytes.len().min(i32::MAX as usize);
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+    // SAFETY: `bytes` is initialised memory the kernel only reads during
+    // the call.
+    match retry(|| syscall!(unsafe { libc::send(fd, bytes.as_ptr().cast(), len, flags) })) {
+        Ok(n) => Attempt::Done(res_of(n)),
+        Err(e) => failed(&e),
+    }
+}
+
+/// Accepts one connection, writing the peer's address into `addr`. The new
+/// socket is close-on-exec and blocking, as with io_uring; associating it
+/// makes it non-blocking.
+pub(crate) fn accept(fd: RawFd, addr: &mut socket2::SockAddrStorage, len: &mut u32) -> Attempt {
+    *len = addr.size_of();
+    let ptr = (addr as *mut socket2::SockAddrStorage).cast::<libc::sockaddr>();
+    let len_ptr: *mut libc::socklen_t = len;
+    // SAFETY: `ptr`/`len_ptr` point at a live sockaddr_storage and its
+    // size, written by the kernel only during the call.
+    match retry(|| syscall!(unsafe { libc::accept4(fd, ptr, len_ptr, libc::SOCK_CLOEXEC) })) {
+        Ok(new) => Attempt::Done(new),
+        Err(e) => failed(&e),
+    }
+}
+
+/// Starts or checks a connect. A pending connect is checked by calling
+/// `connect` again rather than reading `SO_ERROR` alone: `EALREADY` means
+/// still in progress (an early or stale writable edge), `0`/`EISCONN` means
+/// connected, anything else is the connect's error. This cannot mistake a
+/// stale edge for success, and handles Unix sockets' `EAGAIN` the same way.
+/// `WouldBlock` means the connect is in progress (`started` from then on).
+pub(crate) fn connect(fd: RawFd, addr: &socket2::SockAddr, started: bool) -> Attempt {
+    let (ptr, len) = (addr.as_ptr().cast::<libc::sockaddr>(), addr.len());
+    // SAFETY: `ptr`/`len` describe the op's own encoded address, read only
+    // during the call.
+    match syscall!(unsafe { libc::connect(fd, ptr, len) }) {
+        Ok(_) => Attempt::Done(0),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::EINPROGRESS | libc::EALREADY | libc::EAGAIN | libc::EINTR) => {
+                Attempt::WouldBlock
+            }
+            Some(libc::EISCONN) if started => Attempt::Done(0),
+            _ => failed(&e),
+        },
+    }
+}
+
+/// `shutdown(2)`: the result, `0` or `-errno` (it never blocks).
+pub(crate) fn shutdown(fd: RawFd, how: i32) -> i32 {
+    // SAFETY: no memory is involved.
+    match syscall!(unsafe { libc::shutdown(fd, how) }) {
+        Ok(_) => 0,
+        Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
+    }
+}
