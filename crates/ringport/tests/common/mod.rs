@@ -114,15 +114,15 @@ pub fn build_example(name: &str) -> std::path::PathBuf {
     let profile_dir = exe.parent().and_then(Path::parent).expect("<profile>/deps");
     let profile = profile_dir.file_name().and_then(|p| p.to_str()).unwrap();
     let above = profile_dir.parent().expect("the target directory");
-    // Cargo marks the root of a target directory with CACHEDIR.TAG; below a
-    // `--target` build's root there is a directory named after the triple.
-    let (target_dir, triple) = if above.join("CACHEDIR.TAG").exists() {
-        (above, None)
+    // A `--target` build puts its profiles in a directory named after the
+    // triple (x86_64-unknown-linux-gnu), below the target directory.
+    let dir = above.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let is_triple = dir.starts_with(&format!("{}-", std::env::consts::ARCH))
+        && dir.contains(&format!("-{}", std::env::consts::OS));
+    let (target_dir, triple) = if is_triple {
+        (above.parent().expect("the target directory"), Some(dir))
     } else {
-        (
-            above.parent().expect("the target directory"),
-            above.file_name(),
-        )
+        (above, None)
     };
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
