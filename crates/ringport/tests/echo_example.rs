@@ -10,11 +10,10 @@ use std::process::{Child, Command, Stdio};
 
 use ringport::BackendKind;
 
-/// The example binary cargo built next to this test's directory.
+/// The example binary, built (or found up to date) by cargo next to this
+/// test's directory: `cargo test --tests` does not build examples.
 fn example_path() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    dir.join("examples").join("echo")
+    common::build_example("echo")
 }
 
 struct Server(Child);
@@ -35,7 +34,7 @@ fn start(kind: BackendKind) -> (Server, SocketAddr, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("run examples/echo (built by cargo test)");
+        .expect("run examples/echo");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)

@@ -97,3 +97,66 @@ pub fn set_linger_zero(s: &TcpStream) {
         .set_linger(Some(Duration::ZERO))
         .expect("SO_LINGER");
 }
+
+/// Builds `examples/<name>` of this package with the cargo, profile, target
+/// and target directory that built the running test, and returns the
+/// binary's path. `cargo test` builds the examples but `cargo test --tests`
+/// (or running one test binary) does not; building here also keeps a stale
+/// binary from being tested. Cargo makes it a no-op when up to date.
+pub fn build_example(name: &str) -> std::path::PathBuf {
+    use std::path::Path;
+    use std::process::Command;
+    // One build at a time per test binary (tests of both backends call it).
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    // <target-dir>[/<triple>]/<profile>/deps/<test binary>
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("<profile>/deps");
+    let profile = profile_dir.file_name().and_then(|p| p.to_str()).unwrap();
+    let above = profile_dir.parent().expect("the target directory");
+    // A `--target` build puts its profiles in a directory named after the
+    // triple (x86_64-unknown-linux-gnu), below the target directory.
+    let dir = above.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let is_triple = dir.starts_with(&format!("{}-", std::env::consts::ARCH))
+        && dir.contains(&format!("-{}", std::env::consts::OS));
+    let (target_dir, triple) = if is_triple {
+        (above.parent().expect("the target directory"), Some(dir))
+    } else {
+        (above, None)
+    };
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            env!("CARGO_PKG_NAME"),
+            "--example",
+            name,
+        ])
+        .arg("--target-dir")
+        .arg(target_dir);
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    if let Some(triple) = triple {
+        cmd.arg("--target").arg(triple);
+    }
+    let out = cmd.output().expect("run cargo to build the example");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{cmd:?} did not produce {}", path.display());
+    path
+}
