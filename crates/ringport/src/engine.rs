@@ -5,7 +5,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,10 @@ pub(crate) struct Engine {
     pub(crate) sched: Sched,
     pub(crate) table: Table<Record>,
     pub(crate) pool: BufPool,
+    /// Posts between their "is the port open?" check and their op being in
+    /// the table: shutdown waits for them, so that it cancels and reaps
+    /// every op a post let in.
+    posting: AtomicUsize,
 }
 
 /// What a kernel result leads to, decided under the op's slot lock.
@@ -62,6 +66,7 @@ impl Engine {
             sched: Sched::new(id, concurrency, direct),
             table: Table::default(),
             pool,
+            posting: AtomicUsize::new(0),
         })
     }
 
@@ -139,10 +144,22 @@ impl Engine {
 
     /// Puts an op in the table and starts it (or queues it behind its
     /// lane). `submit`: whether its request may wait for a flush.
-    pub(crate) fn submit(&self, mut rec: Record, submit: Submit) -> io::Result<OpId> {
-        if self.sched.is_closed() {
-            return Err(closed_error());
-        }
+    pub(crate) fn submit(&self, rec: Record, submit: Submit) -> io::Result<OpId> {
+        // Paired with `shutdown`: it closes, then waits for `posting` to be
+        // 0. A post counted before the close is waited for (its op is in
+        // the table when shutdown cancels); one counted after it sees the
+        // port closed. Both sides are SeqCst, so one of them sees the other.
+        self.posting.fetch_add(1, Ordering::SeqCst);
+        let posted = if self.sched.is_closed_seqcst() {
+            Err(closed_error())
+        } else {
+            self.submit_open(rec, submit)
+        };
+        self.posting.fetch_sub(1, Ordering::SeqCst);
+        posted
+    }
+
+    fn submit_open(&self, mut rec: Record, submit: Submit) -> io::Result<OpId> {
         rec.check()?;
         let handle = rec.head.handle.clone();
         if let Some(h) = &handle {
@@ -413,6 +430,11 @@ impl Engine {
         // The poller sees the port closed when the backend wakes it.
         self.driver.wake();
         let start = Instant::now();
+        // Posts that saw the port open finish putting their ops in the
+        // table (see `submit`).
+        while self.posting.load(Ordering::SeqCst) > 0 {
+            std::thread::yield_now();
+        }
         self.cancel_all();
         if self.driver.can_poll_here() {
             // Take the poller's seat (the current poller sees `closed` and

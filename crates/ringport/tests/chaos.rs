@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
+use ringport::op;
 use ringport::{BackendKind, Completion, CompletionPort, GetError, Handle, OpId, OpKind};
 
 /// The first seed of a default run; case `i` runs with seed `FIRST_SEED + i`.
@@ -154,7 +155,7 @@ fn pooled_receive_ends_after_a_reset_with_many_chunks_pending(kind: BackendKind)
         n == 1 && pfd.revents & libc::POLLHUP != 0,
         "the reset arrived: {pfd:?}"
     );
-    let id = port.recv_pooled(&h, 5).unwrap();
+    let id = port.submit(op::RecvPooled::new(&h).user(5)).unwrap();
     let mut got = Vec::new();
     let mut chunks = 0;
     let end = loop {
@@ -174,7 +175,7 @@ fn pooled_receive_ends_after_a_reset_with_many_chunks_pending(kind: BackendKind)
         }
         chunks += 1;
         got.extend_from_slice(c.data());
-        port.recycle(c.take_buf().unwrap());
+        port.recycle(c.take_buf::<Vec<u8>>().unwrap());
     };
     assert!(
         matches!(end, Ok(0) | Err(Some(libc::ECONNRESET))),
@@ -221,9 +222,10 @@ fn posts_racing_shutdown_are_refused_or_drained(kind: BackendKind) {
                     // Bounded: until the port refuses, at most 10 000 posts.
                     for i in 0..10_000u64 {
                         let r = if (i + t as u64) % 2 == 0 {
-                            port.timeout(Duration::from_secs(3600), 0, i).map(drop)
+                            port.submit(op::Timeout::new(Duration::from_secs(3600)).user(i))
+                                .map(drop)
                         } else {
-                            port.post(0, i, 0)
+                            port.post(op::Packet::new(0).user(i))
                         };
                         if r.is_err() {
                             return;
@@ -1036,7 +1038,10 @@ fn act(ctx: &Case, t: usize, rng: &mut SmallRng, a: Action) {
             ctx.note(t, || format!("post key {key} user {user} value {value}"));
             ctx.insert(user, key, What::Packet { value }, false, false);
             let after = ctx.shut_done.load(Ordering::SeqCst);
-            let r = ctx.port.post(key, user, value).map(|()| OpId::NONE);
+            let r = ctx
+                .port
+                .post(op::Packet::new(value).key(key).user(user))
+                .map(|()| OpId::NONE);
             ctx.posted_since(user, r, false, after);
         }
         Action::Timeout => {
@@ -1050,7 +1055,7 @@ fn act(ctx: &Case, t: usize, rng: &mut SmallRng, a: Action) {
             ctx.note(t, || format!("timeout {after:?} user {user}"));
             ctx.insert(user, key, What::Timeout { after }, false, false);
             let after_shutdown = ctx.shut_done.load(Ordering::SeqCst);
-            let r = ctx.port.timeout(after, key, user);
+            let r = ctx.port.submit(op::Timeout::new(after).key(key).user(user));
             ctx.posted_since(user, r, false, after_shutdown);
         }
         Action::Connect => {
@@ -1079,9 +1084,9 @@ fn act(ctx: &Case, t: usize, rng: &mut SmallRng, a: Action) {
             ctx.insert(user, LISTENER_KEY, What::Accept { multi }, false, false);
             l.accepts.push(user);
             let r = if multi {
-                ctx.port.accept_multi(h, user)
+                ctx.port.submit(op::Accept::new(h).multishot().user(user))
             } else {
-                ctx.port.accept(h, user)
+                ctx.port.submit(op::Accept::new(h).user(user))
             };
             ctx.posted(user, r, l.refused);
         }
@@ -1138,13 +1143,13 @@ fn conn_action(ctx: &Case, t: usize, rng: &mut SmallRng, a: Action, conn: &mut C
                     ctx.note(t, || format!("recv key {key} user {user} cap {cap}"));
                     ctx.insert(user, key, What::Recv { cap }, fin, reset);
                     conn.reads.push(user);
-                    ctx.port.recv(h, buf, user)
+                    ctx.port.submit(op::Recv::new(h, buf).user(user))
                 }
                 Action::RecvPooled => {
                     ctx.note(t, || format!("recv_pooled key {key} user {user}"));
                     ctx.insert(user, key, What::RecvPooled, fin, reset);
                     conn.reads.push(user);
-                    ctx.port.recv_pooled(h, user)
+                    ctx.port.submit(op::RecvPooled::new(h).user(user))
                 }
                 _ => {
                     let all = a == Action::SendAll;
@@ -1156,9 +1161,9 @@ fn conn_action(ctx: &Case, t: usize, rng: &mut SmallRng, a: Action, conn: &mut C
                     conn.sends.push(user);
                     let buf = common::pattern(user, len);
                     if all {
-                        ctx.port.send_all(h, buf, user)
+                        ctx.port.submit(op::SendAll::new(h, buf).user(user))
                     } else {
-                        ctx.port.send(h, buf, user)
+                        ctx.port.submit(op::Send::new(h, buf).user(user))
                     }
                 }
             };
@@ -1372,7 +1377,7 @@ fn on_completion(ctx: &Case, t: usize, rng: &mut SmallRng, mut c: Completion) {
     // An accepted connection is associated (and paired with its client)
     // before the ledger hears of the completion, so that "every accept
     // complete" means "every connection known".
-    let accepted = c.take_accepted().map(|acc| {
+    let accepted = c.take_accepted().ok().map(|acc| {
         let (local, peer) = (acc.local, acc.peer);
         let key = ctx.next_key.fetch_add(1, Ordering::Relaxed);
         match ctx.port.associate(acc.socket, key) {
@@ -1391,7 +1396,7 @@ fn on_completion(ctx: &Case, t: usize, rng: &mut SmallRng, mut c: Completion) {
             c.result().map_err(|e| e.raw_os_error()),
             c.more(),
             c.seq(),
-            c.buf().map(Vec::len)
+            c.data().len()
         )
     });
     let shut = ctx.shut();
@@ -1407,7 +1412,7 @@ fn on_completion(ctx: &Case, t: usize, rng: &mut SmallRng, mut c: Completion) {
         return;
     };
     let what = rec.what;
-    let mut buf = c.take_buf();
+    let mut buf = c.take_buf::<Vec<u8>>();
     let buf_len = buf.as_ref().map(Vec::len);
     let mut bad = |m: String| {
         msgs.push(format!(
@@ -1634,7 +1639,7 @@ fn wind_down(ctx: &Case, rng: &mut SmallRng, threads: usize) {
                 c.client_dropped,
             );
             c.reads.push(user);
-            let r = ctx.port.recv_pooled(h, user);
+            let r = ctx.port.submit(op::RecvPooled::new(h).user(user));
             ctx.posted(user, r, false);
         }
     }

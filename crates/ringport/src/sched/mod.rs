@@ -107,6 +107,12 @@ impl Sched {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// As [`is_closed`](Self::is_closed), ordered with other SeqCst
+    /// accesses (the engine's count of posts in progress).
+    pub(crate) fn is_closed_seqcst(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+
     /// Whether the calling thread is polling this port right now.
     pub(crate) fn polling_here(&self) -> bool {
         POLLING.with(|p| p.get()) == self.id
@@ -442,7 +448,7 @@ impl Sched {
     /// returns `GetError::Closed`: the parked ones now, the poller when the
     /// kernel wakes it (the caller wakes it).
     pub(crate) fn close(&self) -> bool {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if self.closed.swap(true, Ordering::SeqCst) {
             return false;
         }
         self.sleepers.wake_all();
