@@ -237,7 +237,7 @@ impl Engine {
             if let Some(i) = q.waiting.iter().position(|w| *w == id) {
                 q.waiting.remove(i);
                 drop(st);
-                self.end_unstarted(id);
+                self.end_unstarted(id, false);
                 return true;
             }
         }
@@ -245,11 +245,12 @@ impl Engine {
         true
     }
 
-    /// Ends an op that never reached the backend (it waited for its lane),
-    /// as cancelled.
-    fn end_unstarted(&self, id: OpId) {
+    /// Ends an op that never reached the backend, as cancelled: one taken
+    /// out of its lane's queue (it does not hold the lane), or one just
+    /// handed the lane (`holds_lane`: it passes it on).
+    fn end_unstarted(&self, id: OpId, holds_lane: bool) {
         if let Some(rec) = self.table.remove(id) {
-            self.finish_removed(id, rec, -libc::ECANCELED);
+            self.finish_removed(id, rec, -libc::ECANCELED, holds_lane);
         }
     }
 
@@ -299,7 +300,7 @@ impl Engine {
                 .collect()
         };
         for id in waiting {
-            self.end_unstarted(id);
+            self.end_unstarted(id, false);
         }
         self.driver.cancel_fd(self, h.fd.as_raw_fd());
     }
@@ -351,7 +352,7 @@ impl Engine {
         match next {
             Next::Final(res) => {
                 if let Some(rec) = removed {
-                    self.finish_removed(id, rec, res);
+                    self.finish_removed(id, rec, res, true);
                 }
             }
             Next::Restart => self.driver.start(self, id, self.submit_mode()),
@@ -359,7 +360,7 @@ impl Engine {
                 self.deliver(c);
                 if stop {
                     if let Some(rec) = self.table.remove(id) {
-                        self.finish_removed(id, rec, -libc::ECANCELED);
+                        self.finish_removed(id, rec, -libc::ECANCELED, true);
                     }
                 } else if rearm {
                     self.driver.start(self, id, self.submit_mode());
@@ -368,9 +369,10 @@ impl Engine {
         }
     }
 
-    /// Hands out a finished op's completion and releases its handle's lane.
-    fn finish_removed(&self, id: OpId, rec: Record, res: i32) {
-        let lane = rec.lane();
+    /// Hands out a finished op's completion and releases its handle (and
+    /// its lane, if it `held_lane`: it ran).
+    fn finish_removed(&self, id: OpId, rec: Record, res: i32, held_lane: bool) {
+        let lane = rec.lane().filter(|_| held_lane);
         let (head, kind, out) = rec.finish(res);
         let c = Completion::of_op(
             kind,
@@ -411,7 +413,7 @@ impl Engine {
         };
         if let Some(next) = next {
             if h.closed.load(Ordering::Acquire) || self.sched.is_closed() {
-                self.end_unstarted(next);
+                self.end_unstarted(next, true);
             } else {
                 self.driver.start(self, next, self.submit_mode());
             }

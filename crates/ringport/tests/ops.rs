@@ -12,6 +12,7 @@ use ringport::{BackendKind, OpKind};
 use socket2::{Domain, Socket, Type};
 
 both_backends!(
+    a_receive_cancelled_in_its_lane_does_not_free_the_lane,
     accept_reports_socket_and_both_addresses,
     accept_with_data_completes_with_the_first_bytes,
     several_accepts_stay_posted,
@@ -513,4 +514,39 @@ fn coalesced_waits_still_deliver_a_lone_completion(kind: BackendKind) {
         // Far less than LIMIT: the wait ended after the coalescing delay.
         assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     }
+}
+
+/// A receive cancelled while it waits for the read lane never held it: the
+/// receive queued after it must still wait for the pooled receive ahead of
+/// both (they would otherwise split the stream between them).
+fn a_receive_cancelled_in_its_lane_does_not_free_the_lane(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    let (mut client, h) = pair(&port, 1);
+    let pooled = port.submit(op::RecvPooled::new(&h).user(1)).unwrap();
+    let first = port
+        .submit(op::Recv::new(&h, Vec::with_capacity(64)).user(2))
+        .unwrap();
+    port.submit(op::Recv::new(&h, Vec::with_capacity(64)).user(3))
+        .unwrap();
+    port.cancel(first).unwrap();
+    let c = next(&port);
+    assert_eq!((c.user(), c.is_cancelled()), (2, true));
+    client.write_all(b"all of it").unwrap();
+    let mut c = next(&port);
+    assert_eq!(
+        (c.user(), c.data()),
+        (1, &b"all of it"[..]),
+        "the pooled receive got it"
+    );
+    port.recycle(c.take_buf::<Vec<u8>>().unwrap());
+    assert_eq!(
+        port.outstanding(),
+        2,
+        "the last receive still waits its turn"
+    );
+    port.cancel(pooled).unwrap();
+    assert_eq!(next(&port).user(), 1);
+    drop(client);
+    let c = next(&port);
+    assert_eq!((c.user(), c.result().unwrap()), (3, 0), "then it ran");
 }
