@@ -6,6 +6,11 @@
 //! thread, so each thread keeps a few free buffers of its own (for one pool
 //! at a time) in front of the shared queue: taking and giving back then
 //! touch no shared memory.
+//!
+//! A chunk of data that fills less than half a buffer is handed out in a
+//! buffer of its own size, so small messages do not pin whole buffers
+//! wherever they are kept (a send queue, a consumer's backlog): memory held
+//! is at most twice the bytes held.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,11 +69,32 @@ impl BufPool {
             .unwrap_or_else(|| Vec::with_capacity(self.size))
     }
 
-    /// A buffer holding a copy of `data`.
+    /// A buffer holding a copy of `data`: a pool buffer, or one of its own
+    /// size if `data` would fill less than half a pool buffer.
     pub(crate) fn filled(&self, data: &[u8]) -> Vec<u8> {
+        if self.is_short(data.len()) {
+            return data.to_vec();
+        }
         let mut v = self.take();
         v.extend_from_slice(data);
         v
+    }
+
+    /// `buf` (a pool buffer holding a chunk), or a copy of its bytes in a
+    /// buffer of their size if they fill less than half of it (the pool
+    /// buffer then goes back).
+    pub(crate) fn fit(&self, buf: Vec<u8>) -> Vec<u8> {
+        if !self.is_short(buf.len()) {
+            return buf;
+        }
+        let v = buf.to_vec();
+        self.put(buf);
+        v
+    }
+
+    /// Whether `len` bytes fill less than half a buffer.
+    fn is_short(&self, len: usize) -> bool {
+        len < self.size / 2
     }
 
     /// Gives a buffer back; buffers of another size are dropped.

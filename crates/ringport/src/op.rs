@@ -27,9 +27,12 @@ pub(crate) struct OpData {
     /// The owned buffer. Receives write into its spare capacity; sends send
     /// `buf[pos..]`.
     pub buf: Option<Vec<u8>>,
-    /// Progress of a send (bytes already sent), or the length a receive buffer
-    /// had when posted.
+    /// Progress of a send (bytes already sent), the length a receive buffer
+    /// had when posted, or the bytes a pooled receive has delivered.
     pub pos: usize,
+    /// A pooled receive's byte budget: it ends once it has delivered this
+    /// many bytes (`usize::MAX`: no budget).
+    pub max: usize,
     /// File offset of `read_at` / `write_at`.
     pub offset: u64,
     /// Timer duration.
@@ -64,6 +67,7 @@ impl OpData {
             handle: None,
             buf: None,
             pos: 0,
+            max: usize::MAX,
             offset: 0,
             duration: Duration::ZERO,
             lane: None,

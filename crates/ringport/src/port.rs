@@ -317,6 +317,43 @@ impl CompletionPort {
         self.post_on(socket, op)
     }
 
+    /// As [`recv_pooled`](Self::recv_pooled), but the receive ends by
+    /// itself once it has delivered `max` bytes: flow control for a
+    /// consumer that has room for `max` more bytes (it posts the next
+    /// receive when it has room again). Neither backend reads further
+    /// ahead: io_uring caps the kernel's multishot receive at `max` bytes
+    /// (Linux 6.17; one receive at a time, re-armed by the port, before),
+    /// epoll reads no more than what is left. The last chunk may take the
+    /// total past `max` by less than one pool buffer. The final completion
+    /// is then `Ok(n)` with `n > 0` the bytes delivered (at most
+    /// `i32::MAX`); `Ok(0)` still means end of stream.
+    ///
+    /// ```no_run
+    /// # fn f(port: &ringport::CompletionPort, h: &ringport::Handle) -> std::io::Result<()> {
+    /// let room = 256 * 1024;
+    /// port.recv_pooled_up_to(h, room, 7)?;
+    /// let c = port.get(None)?;
+    /// if !c.more() && c.result().is_ok_and(|n| n > 0) {
+    ///     // used up its budget: post another when there is room again
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept), and `InvalidInput` when `max` is 0.
+    pub fn recv_pooled_up_to(&self, socket: &Handle, max: usize, user: u64) -> io::Result<OpId> {
+        if max == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a pooled receive of at most 0 bytes",
+            ));
+        }
+        let mut op = OpData::new(OpKind::RecvPooled, socket.key(), user);
+        op.lane = Some(Lane::Read);
+        op.max = max;
+        self.post_on(socket, op)
+    }
+
     /// Posts a send of the whole of `buf` (`WSASend`); it completes with the
     /// bytes actually sent, which may be fewer.
     ///

@@ -48,8 +48,8 @@ enum Next {
     EmitRestart(Completion),
     /// The op is done, with this result.
     Final(i32),
-    /// Hand out a completion, then end the op as cancelled.
-    EmitThenFinal(Completion),
+    /// Hand out a completion, then end the op with this result.
+    EmitThenFinal(Completion, i32),
 }
 
 impl Shared {
@@ -385,9 +385,9 @@ impl Shared {
                 self.deliver(c);
                 self.driver.start(self, id, true);
             }
-            Next::EmitThenFinal(c) => {
+            Next::EmitThenFinal(c, res) => {
                 self.deliver(c);
-                self.finish(id, -libc::ECANCELED);
+                self.finish(id, res);
             }
             Next::Final(res) => self.finish(id, res),
         }
@@ -601,6 +601,8 @@ fn decide(
             if res <= 0 {
                 return Next::Final(res);
             }
+            // Bytes delivered, against the budget of `recv_pooled_up_to`.
+            op.pos = op.pos.saturating_add(res as usize);
             emit_more(id, op, res as usize, pooled, None, more, closed)
         }
         _ => Next::Final(res),
@@ -624,7 +626,8 @@ fn is_stopping(op: &OpData, closed: bool) -> bool {
 /// Such completions always say `more`: the op ends with a final completion
 /// (end of stream, error or cancellation) of its own. `kernel_more` says
 /// whether the kernel keeps the op armed; if not, the port re-arms it
-/// unless the op was asked to stop (`closed`: the port is closing).
+/// unless the op was asked to stop (`closed`: the port is closing) or a
+/// pooled receive has delivered its budget (the backends stop at it).
 fn emit_more(
     id: OpId,
     op: &mut OpData,
@@ -649,7 +652,9 @@ fn emit_more(
     if kernel_more {
         Next::Emit(c)
     } else if is_stopping(op, closed) {
-        Next::EmitThenFinal(c)
+        Next::EmitThenFinal(c, -libc::ECANCELED)
+    } else if op.pos >= op.max {
+        Next::EmitThenFinal(c, i32::try_from(op.pos).unwrap_or(i32::MAX))
     } else {
         Next::EmitRestart(c)
     }

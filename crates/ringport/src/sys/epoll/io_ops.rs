@@ -13,8 +13,15 @@ use crate::op::OpData;
 pub(crate) enum Outcome {
     /// The op's final result for this stage (`>= 0` or `-errno`).
     Done(i32),
-    /// A pooled receive got `n` bytes into this buffer; the op stays posted.
-    Chunk(i32, Vec<u8>),
+    /// A pooled receive got `res` bytes into `buf`; the op stays posted
+    /// unless this chunk used up its budget (`last`). `short`: it read less
+    /// than it asked for, so the socket is empty now.
+    Chunk {
+        res: i32,
+        buf: Vec<u8>,
+        short: bool,
+        last: bool,
+    },
     /// `EAGAIN`: wait for the descriptor to become ready.
     WouldBlock,
 }
@@ -38,7 +45,7 @@ pub(crate) fn attempt(op: &mut OpData, pool: &BufPool) -> Outcome {
         OpKind::Accept => accept(fd, op),
         OpKind::Connect => connect(fd, op),
         OpKind::Recv => recv_spare(fd, op.buf.as_mut()),
-        OpKind::RecvPooled => recv_pooled(fd, pool),
+        OpKind::RecvPooled => recv_pooled(fd, op, pool),
         OpKind::Send | OpKind::SendAll => send(fd, op),
         // Files, timers and packets never wait on readiness.
         _ => Outcome::Done(-libc::EINVAL),
@@ -84,11 +91,21 @@ fn recv_spare(fd: RawFd, buf: Option<&mut Vec<u8>>) -> Outcome {
     }
 }
 
-/// Receives into a fresh buffer from the port's pool.
-fn recv_pooled(fd: RawFd, pool: &BufPool) -> Outcome {
+/// Receives into a fresh buffer from the port's pool, no more than what is
+/// left of the op's budget; a short chunk moves to a buffer of its size.
+fn recv_pooled(fd: RawFd, op: &mut OpData, pool: &BufPool) -> Outcome {
+    let read = &mut op.scratch.epoll.read;
+    let left = op.max.saturating_sub(*read);
+    if left == 0 {
+        // Cannot happen: the chunk that used the budget up ended the op.
+        return Outcome::Done(-libc::EINVAL);
+    }
     let mut buf = pool.take();
     let spare = buf.spare_capacity_mut();
-    let (ptr, len) = (spare.as_mut_ptr(), spare.len().min(i32::MAX as usize));
+    let (ptr, len) = (
+        spare.as_mut_ptr(),
+        spare.len().min(left).min(i32::MAX as usize),
+    );
     // SAFETY: as in `recv_spare`, on a buffer this function owns.
     match retry(|| syscall!(unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) })) {
         Ok(0) => {
@@ -99,7 +116,13 @@ fn recv_pooled(fd: RawFd, pool: &BufPool) -> Outcome {
             // SAFETY: the kernel initialised the first `n <= len` bytes of
             // the spare capacity, and the buffer was empty.
             unsafe { buf.set_len(n as usize) };
-            Outcome::Chunk(res_of(n), buf)
+            *read = read.saturating_add(n as usize);
+            Outcome::Chunk {
+                res: res_of(n),
+                buf: pool.fit(buf),
+                short: (n as usize) < len,
+                last: *read >= op.max,
+            }
         }
         Err(e) => {
             pool.put(buf);

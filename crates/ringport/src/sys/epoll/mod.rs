@@ -10,7 +10,7 @@
 //!   one lock, a `ready` flag per direction and the queues. `start` tries and
 //!   queues under that lock; the event handler sets the flag and drains the
 //!   queue under it. A flag is cleared only by an `EAGAIN` seen under the
-//!   lock, or by a pooled receive's read that did not fill its buffer (the
+//!   lock, or by a pooled receive's read that got less than it asked for (the
 //!   socket was emptied; as tokio does, this saves the `EAGAIN` read per
 //!   message), and any readiness after that raises a new edge, whose
 //!   handler will find the queued op. After a hang-up event short reads do
@@ -75,6 +75,8 @@ pub(crate) struct Scratch {
     pub(crate) timer: Option<timers::TimerKey>,
     /// The accepted socket's registration during an accept's first-data stage.
     pub(crate) temp: Option<TempReg>,
+    /// Bytes a pooled receive has read, against its budget.
+    pub(crate) read: usize,
 }
 
 /// What `start` does with an op, decided under the op's slot lock.
@@ -140,7 +142,7 @@ impl Driver {
                     // once (ENOTSOCK); nothing could ever make them ready.
                     None => match io_ops::attempt(op, &sh.pool) {
                         Outcome::Done(res) => Plan::Now(res),
-                        Outcome::Chunk(_, buf) => {
+                        Outcome::Chunk { buf, .. } => {
                             sh.pool.put(buf);
                             Plan::Now(-libc::EAGAIN)
                         }
@@ -160,7 +162,7 @@ impl Driver {
         match io_ops::attempt(op, &sh.pool) {
             Outcome::WouldBlock => {}
             Outcome::Done(res) => return Plan::Now(res),
-            Outcome::Chunk(..) => unreachable!("a first-data receive uses the op's buffer"),
+            Outcome::Chunk { .. } => unreachable!("a first-data receive uses the op's buffer"),
         }
         let Some(fd) = op.fd() else {
             return Plan::Now(-libc::EBADF);
@@ -227,20 +229,30 @@ impl Driver {
                     st.queue[dir].pop_front();
                     self.push_final(reg, st, id, res);
                 }
-                Outcome::Chunk(n, buf) => {
-                    // A read that did not fill the buffer emptied the
+                Outcome::Chunk {
+                    res,
+                    buf,
+                    short,
+                    last,
+                } => {
+                    // A read that got less than it asked for emptied the
                     // socket, so the next one would only say EAGAIN: skip
                     // it until the next edge (data arriving after this read
                     // raises one, and its handler needs this lock). Not
                     // after a hang-up event: the end of stream behind the
                     // data raises no further edge.
-                    if buf.len() < buf.capacity() && !st.hung_up {
+                    if short && !st.hung_up {
                         st.ready[dir] = false;
+                    }
+                    // A chunk that used up the op's budget ends it: the
+                    // front end ends it when it sees `more` unset.
+                    if last {
+                        st.queue[dir].pop_front();
                     }
                     st.reports.push(Report {
                         id,
-                        res: n,
-                        more: true,
+                        res,
+                        more: !last,
                         pooled: Some(buf),
                     });
                     chunks += 1;

@@ -99,6 +99,8 @@ pub(crate) struct Driver {
     submit_after_reap: AtomicBool,
     /// Most bytes one pooled-receive completion carries.
     recv_len: u32,
+    /// The kernel caps a multishot receive at a byte total (Linux 6.17).
+    recv_cap: bool,
     /// `Builder::coalesce`, where the kernel has min-timeout waits:
     /// completions to wait for, and microseconds after which one will do.
     coalesce: Option<(usize, u32)>,
@@ -129,6 +131,7 @@ impl Driver {
             files,
             submit_after_reap: AtomicBool::new(false),
             recv_len: clamp_len(b.pool_buf_size),
+            recv_cap: probe::recv_total_cap(),
             coalesce,
         })
     }
@@ -298,9 +301,27 @@ impl Driver {
                 on_target!(target?, fd => opcode::Recv::new(fd, ptr, len).build())
             }
             // At most one pool buffer's worth per completion.
-            OpKind::RecvPooled => on_target!(target?, fd => opcode::RecvMulti::new(fd, BGID)
-                .len(self.recv_len)
-                .build()),
+            OpKind::RecvPooled if op.max == usize::MAX => {
+                on_target!(target?, fd => opcode::RecvMulti::new(fd, BGID)
+                    .len(self.recv_len)
+                    .build())
+            }
+            // With a budget: the kernel stops at what is left of it.
+            OpKind::RecvPooled => {
+                let left = clamp_len(op.max.saturating_sub(op.pos)).max(1);
+                let len = self.recv_len.min(left);
+                if self.recv_cap {
+                    let multi = on_target!(target?, fd => opcode::RecvMulti::new(fd, BGID)
+                        .len(len)
+                        .build());
+                    buf_ring::with_total_cap(multi, left)
+                } else {
+                    on_target!(target?, fd => opcode::Recv::new(fd, std::ptr::null_mut(), len)
+                        .buf_group(BGID)
+                        .build())
+                    .flags(squeue::Flags::BUFFER_SELECT)
+                }
+            }
             OpKind::Send | OpKind::SendAll => {
                 let buf = op.buf.as_ref()?;
                 let rest = &buf[op.pos.min(buf.len())..];
