@@ -4,7 +4,9 @@
 //! so that "is anything queued?" (asked on every `get` and wake-up decision)
 //! takes no lock. The buffer keeps its capacity, so a busy port allocates
 //! nothing per completion (crossbeam's `SegQueue`, used before, allocated and
-//! zeroed a block every 31 pushes).
+//! zeroed a block every 31 pushes); only when it empties after a burst that
+//! grew it past [`SHRINK_ABOVE`] does it go back to [`KEEP`] entries, so a
+//! burst's memory is not held for the life of the port.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +14,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::completion::Completion;
+
+/// Capacity an emptied queue shrinks to...
+const KEEP: usize = 1024;
+/// ...when it has more than this.
+const SHRINK_ABOVE: usize = 4 * KEEP;
+
+/// Called with the lock held, after taking from the queue.
+fn shrink_if_empty(q: &mut VecDeque<Completion>) {
+    if q.is_empty() && q.capacity() > SHRINK_ABOVE {
+        q.shrink_to(KEEP);
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct ReadyQueue {
@@ -45,6 +59,7 @@ impl ReadyQueue {
         let mut q = self.items.lock();
         let c = q.pop_front();
         self.len.store(q.len(), Ordering::SeqCst);
+        shrink_if_empty(&mut q);
         c
     }
 
@@ -58,6 +73,7 @@ impl ReadyQueue {
         let n = q.len().min(max);
         out.extend(q.drain(..n));
         self.len.store(q.len(), Ordering::SeqCst);
+        shrink_if_empty(&mut q);
         n
     }
 

@@ -38,6 +38,7 @@ use crate::shared::Shared;
 
 pub(crate) mod arena;
 pub(crate) mod epoll;
+pub(crate) mod trim;
 pub(crate) mod uring;
 
 pub use crate::builder::BackendKind;

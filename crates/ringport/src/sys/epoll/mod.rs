@@ -479,13 +479,20 @@ impl super::Backend for Driver {
         // Safe to free now: see `registry`.
         drop(self.core.take_retired());
         let busy = self.has_again.load(Ordering::Acquire) || self.pool.has_done();
-        let ms = self
-            .timers
-            .begin_wait(if busy { Some(Duration::ZERO) } else { timeout });
+        // After a burst, an idle wait ends with a trim (see `sys::trim`).
+        let (timeout, trim) = match busy {
+            true => (Some(Duration::ZERO), None),
+            false => super::trim::wait(&sh.pool, timeout),
+        };
+        let ms = self.timers.begin_wait(timeout);
         let mut events = [const { std::mem::MaybeUninit::uninit() }; EVENTS];
         let ready = sys::epoll_wait(&self.core.ep, &mut events, ms);
         self.timers.end_wait();
-        for ev in ready? {
+        let ready = ready?;
+        if let Some(began) = trim {
+            super::trim::after_wait(&sh.pool, began, ready.is_empty());
+        }
+        for ev in ready {
             let (token, bits) = (ev.u64, ev.events);
             if token == sys::WAKE_TOKEN {
                 self.waker.reset();

@@ -521,6 +521,11 @@ impl super::Backend for Driver {
         if ready && !self.must_enter() {
             return self.reap(sh);
         }
+        // After a burst, an idle wait ends with a trim (see `sys::trim`).
+        let (timeout, trim) = match ready {
+            true => (timeout, None),
+            false => super::trim::wait(&sh.pool, timeout),
+        };
         let submitter = self.ring.submitter();
         let r = match (timeout, self.coalesce) {
             _ if ready => submitter.submit(),
@@ -541,6 +546,11 @@ impl super::Backend for Driver {
             }
         };
         ignore_transient(r)?;
+        if let Some(began) = trim {
+            // SAFETY: as above.
+            let idle = unsafe { self.ring.completion_shared() }.is_empty();
+            super::trim::after_wait(&sh.pool, began, idle);
+        }
         self.reap(sh)
     }
 
