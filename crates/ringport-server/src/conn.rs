@@ -96,11 +96,13 @@ pub(crate) enum Stream {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum RecvState {
-    /// A pooled receive is posted.
+    /// A pooled receive is posted, for at most the room the connection had
+    /// under its limit when it was posted.
     Reading(OpId),
     /// Flow control cancelled the receive; its final completion is due.
     Pausing,
-    /// Flow control: no receive posted until the send queue drains.
+    /// Flow control: no receive posted until what the connection holds is
+    /// down to half its limit.
     Paused,
     /// Not reading any more (end of stream, error, closing).
     Stopped,
@@ -120,13 +122,17 @@ pub(crate) enum CloseMode {
 struct State {
     handle: Option<Handle>,
     recv: RecvState,
+    /// Bytes queued for sending and not yet sent.
     queued: usize,
+    /// Memory of the queued sends' buffers (their capacity).
+    queued_mem: usize,
     inbox: VecDeque<Event>,
-    /// Bytes of the `Data` events in the inbox: received, not yet handed to
-    /// the handler. They count toward the flow-control limit, so reading
-    /// stops as soon as received data piles up, not only once the handler
-    /// has queued its answers (it bounds what a backend reads ahead).
-    inbox_bytes: usize,
+    /// Memory of the buffers of the `Data` events in the inbox: received,
+    /// not yet handed to the handler. It counts toward the flow-control
+    /// limit with `queued_mem`, so a handler that does not keep up (one
+    /// that sends nothing back, as well as one whose client does not read)
+    /// holds no more than the limit.
+    inbox_mem: usize,
     draining: bool,
     /// The pooled receive whose completions are put in order, and the
     /// `seq` of the one to deliver next.
@@ -215,8 +221,9 @@ impl Connection {
                     handle: None,
                     recv: RecvState::Stopped,
                     queued: 0,
+                    queued_mem: 0,
                     inbox: VecDeque::from([Event::Connect(first_data)]),
-                    inbox_bytes: 0,
+                    inbox_mem: 0,
                     draining: true,
                     recv_op: None,
                     recv_next: 0,
@@ -252,6 +259,15 @@ impl Connection {
     /// Bytes queued for sending and not yet sent.
     pub fn queued(&self) -> usize {
         self.inner.queued.load(Ordering::Relaxed)
+    }
+
+    /// Memory the connection holds now, as flow control counts it: the
+    /// buffers of its queued sends and of received data not yet handed to
+    /// [`Handler::on_data`](crate::Handler::on_data) (their capacity). Flow
+    /// control keeps it under the server's send-queue limit plus about one
+    /// receive buffer, unless the handler itself sends more than that.
+    pub fn held(&self) -> usize {
+        self.inner.state.lock().held()
     }
 
     /// Whether the connection was removed from the server's registry.
@@ -318,26 +334,29 @@ impl Connection {
             return Err(not_connected());
         };
         let limit = sh.config.send_queue_limit;
-        if refuse_over_limit && st.queued >= limit {
+        if refuse_over_limit && st.held() >= limit {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "the connection's send queue is full",
             ));
         }
         let user = SEND | (st.sends_posted << USER_SHIFT);
+        let mem = data.capacity();
         sh.port.submit(op::SendAll::new(h, data).user(user))?;
         st.sends_posted += 1;
         st.queued += n;
+        st.queued_mem += mem;
         self.inner.queued.store(st.queued, Ordering::Relaxed);
         self.check_limit(&mut st);
         Ok(())
     }
 
-    /// Flow control: stops reading while the bytes queued for sending and
-    /// those received but not yet handled are over the limit.
+    /// Flow control: stops reading while the connection holds more than
+    /// the limit (the handler sent more than it was given: a receive never
+    /// delivers more than the room there was when it was posted).
     fn check_limit(&self, st: &mut State) {
         let sh = &self.inner.server;
-        if st.queued + st.inbox_bytes > sh.config.send_queue_limit {
+        if st.held() > sh.config.send_queue_limit {
             if let RecvState::Reading(id) = st.recv {
                 // Final completion (cancelled) comes as RecvEnd.
                 let _ = sh.port.cancel(id);
@@ -414,7 +433,7 @@ impl Connection {
     pub(crate) fn deliver(&self, stream: Stream, seq: u64, ev: Event) -> Option<Action> {
         let mut st = self.inner.state.lock();
         st.accept(stream, seq, ev);
-        if st.inbox_bytes > 0 {
+        if st.inbox_mem > 0 {
             self.check_limit(&mut st);
         }
         if st.draining {
@@ -468,7 +487,10 @@ impl Connection {
         match ev {
             Event::Connect(first) => Action::Connect(first),
             Event::Data(buf) => {
-                st.inbox_bytes -= buf.len();
+                st.inbox_mem -= buf.capacity();
+                // A handler that keeps what it is given (or sends it on)
+                // holds it elsewhere; one that is done with it made room.
+                self.resume(st);
                 if st.closed {
                     Action::Sent(Some(buf), None)
                 } else {
@@ -477,6 +499,9 @@ impl Connection {
             }
             Event::Sent(res, buf) => {
                 let len = buf.as_ref().map_or(0, Vec::len);
+                st.queued_mem = st
+                    .queued_mem
+                    .saturating_sub(buf.as_ref().map_or(0, Vec::capacity));
                 let report = self.on_sent(st, res, len);
                 Action::Sent(buf, report)
             }
@@ -541,9 +566,7 @@ impl Connection {
                         return Some(n);
                     }
                 }
-                if st.queued <= sh.config.send_queue_limit / 2 {
-                    self.resume(st);
-                }
+                self.resume(st);
                 Some(n)
             }
             Err(code) if code == libc::ECANCELED => None,
@@ -559,13 +582,18 @@ impl Connection {
             return;
         }
         match (st.recv, res) {
-            (RecvState::Pausing, Err(libc::ECANCELED)) => {
+            // Cancelled by flow control, or it delivered its budget.
+            (RecvState::Pausing, Err(libc::ECANCELED))
+            | (RecvState::Reading(_) | RecvState::Pausing, Ok(1..)) => {
+                let used_up = matches!(st.recv, RecvState::Reading(_));
                 st.recv = RecvState::Paused;
-                if st.queued <= self.inner.server.config.send_queue_limit / 2 {
-                    self.resume(st);
+                self.resume(st);
+                if used_up && st.recv == RecvState::Paused {
+                    // Stopped by the limit (a cancel counts when it is asked).
+                    Counters::add(&self.inner.server.counters.read_pauses, 1);
                 }
             }
-            (RecvState::Stopped, Err(libc::ECANCELED)) => {}
+            (RecvState::Stopped, Err(libc::ECANCELED) | Ok(1..)) => {}
             (_, Err(libc::ECANCELED)) => {
                 // Cancelled by nobody here: the port is shutting down.
                 st.recv = RecvState::Stopped;
@@ -583,20 +611,25 @@ impl Connection {
         }
     }
 
-    /// Posts a pooled receive if the connection is paused and may read.
+    /// Posts a pooled receive if the connection is paused and holds no more
+    /// than half its limit: for the room left under the limit (at least
+    /// one receive buffer), so what it holds stays within the limit plus
+    /// about one receive buffer whatever the backend reads ahead.
     fn resume(&self, st: &mut State) {
         if st.recv != RecvState::Paused || st.closed || st.closing.is_some() {
+            return;
+        }
+        let config = &self.inner.server.config;
+        let held = st.held();
+        if held > config.send_queue_limit / 2 {
             return;
         }
         let Some(h) = st.handle.as_ref() else {
             return;
         };
-        match self
-            .inner
-            .server
-            .port
-            .submit(op::RecvPooled::new(h).user(RECV))
-        {
+        let room = (config.send_queue_limit - held).max(config.recv_buffer);
+        let recv = op::RecvPooled::new(h).up_to(room).user(RECV);
+        match self.inner.server.port.submit(recv) {
             Ok(id) => {
                 // Its completions cannot be routed before this is set: the
                 // router takes the state lock held here.
@@ -688,9 +721,14 @@ impl State {
 
     fn push_inbox(&mut self, ev: Event) {
         if let Event::Data(buf) = &ev {
-            self.inbox_bytes += buf.len();
+            self.inbox_mem += buf.capacity();
         }
         self.inbox.push_back(ev);
+    }
+
+    /// Memory held for the connection: see [`Connection::held`].
+    fn held(&self) -> usize {
+        self.queued_mem + self.inbox_mem
     }
 
     fn advance(&mut self, stream: Stream) {

@@ -245,10 +245,14 @@ impl ServerBuilder {
         self
     }
 
-    /// Bytes a connection may have queued for sending (counting bytes
-    /// received and not yet handed to [`Handler::on_data`]) before the
-    /// server stops reading from it (flow control); reading resumes when the
-    /// queue is down to half. Default 1 MiB.
+    /// Memory a connection may hold — the buffers of its queued sends and
+    /// of data received and not yet handed to [`Handler::on_data`], counted
+    /// by capacity ([`Connection::held`]) — before the server stops reading
+    /// from it (flow control); reading resumes when it is down to half. Each
+    /// receive is posted for the room left under the limit, so a connection
+    /// holds at most the limit plus about one receive buffer, on either
+    /// backend, unless its handler sends more than it is given. Default
+    /// 1 MiB.
     pub fn send_queue_limit(mut self, bytes: usize) -> Self {
         self.cfg.send_queue_limit = bytes.max(1);
         self

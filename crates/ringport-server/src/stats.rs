@@ -184,8 +184,9 @@ pub struct Stats {
     pub accepts_posted: u64,
     /// Connections refused because `max_connections` was reached.
     pub rejected: u64,
-    /// Times a connection stopped being read because its send queue was
-    /// over the limit (flow control).
+    /// Times a connection stopped being read because it held too much
+    /// (flow control): its receive used up the room under the limit, or was
+    /// cancelled because the handler's sends went over it.
     pub read_pauses: u64,
 }
 

@@ -44,11 +44,12 @@ enum Next {
     /// Start it again.
     Restart,
     /// Hand this completion out; the op stays posted. `rearm`: start it
-    /// again (the kernel stopped it); `stop`: end it as cancelled instead.
+    /// again (the kernel stopped it); `end`: end it with this result
+    /// instead.
     Emit {
         c: Completion,
         rearm: bool,
-        stop: bool,
+        end: Option<i32>,
     },
 }
 
@@ -321,7 +322,7 @@ impl Engine {
             let next = match rec.on_result(&mut r, closed) {
                 Step::Final(res) => Next::Final(res),
                 Step::Restart => Next::Restart,
-                Step::More { out, armed } => {
+                Step::More { out, armed, end } => {
                     let head = &rec.head;
                     let c = Completion::of_op(
                         rec.kind(),
@@ -334,10 +335,11 @@ impl Engine {
                         out,
                     );
                     rec.head.seq += 1;
+                    let stop = !armed && rec.is_stopping(closed);
                     Next::Emit {
                         c,
                         rearm: !armed,
-                        stop: !armed && rec.is_stopping(closed),
+                        end: if stop { Some(-libc::ECANCELED) } else { end },
                     }
                 }
             };
@@ -356,11 +358,11 @@ impl Engine {
                 }
             }
             Next::Restart => self.driver.start(self, id, self.submit_mode()),
-            Next::Emit { c, rearm, stop } => {
+            Next::Emit { c, rearm, end } => {
                 self.deliver(c);
-                if stop {
+                if let Some(res) = end {
                     if let Some(rec) = self.table.remove(id) {
-                        self.finish_removed(id, rec, -libc::ECANCELED, true);
+                        self.finish_removed(id, rec, res, true);
                     }
                 } else if rearm {
                     self.driver.start(self, id, self.submit_mode());

@@ -27,6 +27,7 @@ both_backends!(
     recv_and_send_outstanding_at_once,
     recv_pooled_delivers_chunks_then_end_of_stream,
     recv_pooled_sees_end_of_stream_queued_behind_data,
+    recv_pooled_up_to_stops_at_its_budget,
     read_at_and_write_at_on_a_file,
     timeouts_fire_in_deadline_order,
     cancel_returns_the_buffer,
@@ -369,6 +370,69 @@ fn recv_pooled_sees_end_of_stream_queued_behind_data(kind: BackendKind) {
         port.recycle(c.take_buf::<Vec<u8>>().unwrap());
     }
     assert_eq!(got, msg);
+    assert_eq!(port.outstanding(), 0);
+}
+
+/// A pooled receive with a budget delivers no more than the budget plus
+/// less than one pool buffer, although more data waits in the socket, then
+/// ends by itself with `Ok(bytes delivered)`; the next receive takes up
+/// exactly where it stopped.
+fn recv_pooled_up_to_stops_at_its_budget(kind: BackendKind) {
+    const BUDGET: usize = 20_000;
+    const POOL_BUF: usize = 4096;
+    let Ok(port) = ringport::CompletionPort::builder()
+        .backend(kind)
+        .pool_buffer_size(POOL_BUF)
+        .build()
+    else {
+        eprintln!("SKIPPED: {kind} unavailable here");
+        return;
+    };
+    let (mut client, h) = pair(&port, 1);
+    let err = port
+        .submit(op::RecvPooled::new(&h).up_to(0).user(5))
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    let msg = pattern(3, 3 * BUDGET);
+    client.write_all(&msg).unwrap();
+    let mut got = Vec::new();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds <= msg.len() / BUDGET + 1, "too many rounds");
+        let id = port
+            .submit(op::RecvPooled::new(&h).up_to(BUDGET).user(5))
+            .unwrap();
+        let (start, mut seq) = (got.len(), 0);
+        let end = loop {
+            let mut c = next(&port);
+            assert_eq!((c.kind(), c.id(), c.user()), (OpKind::RecvPooled, id, 5));
+            assert_eq!(c.seq(), seq);
+            seq += 1;
+            if !c.more() {
+                break c.result().unwrap();
+            }
+            got.extend_from_slice(c.data());
+            let buf = c.take_buf::<Vec<u8>>().unwrap();
+            assert!(buf.capacity() <= POOL_BUF);
+            port.recycle(buf);
+            if got.len() == msg.len() {
+                // All in: end the stream, so the last receive ends too.
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+            }
+        };
+        let delivered = got.len() - start;
+        if end == 0 {
+            assert_eq!(got.len(), msg.len(), "end of stream after the data");
+            break;
+        }
+        assert_eq!(end, delivered, "the final result is what it delivered");
+        assert!(
+            (BUDGET..BUDGET + POOL_BUF).contains(&delivered),
+            "delivered {delivered} bytes for a budget of {BUDGET}"
+        );
+    }
+    assert_eq!(got, msg, "nothing lost or duplicated across receives");
     assert_eq!(port.outstanding(), 0);
 }
 

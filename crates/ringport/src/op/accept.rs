@@ -231,6 +231,7 @@ impl Op for AcceptOp {
                     accepted: Some(acc),
                 },
                 armed: r.more,
+                end: None,
             };
         }
         if self.first.is_some() {
@@ -294,7 +295,7 @@ mod tests {
     fn a_multishot_accept_hands_out_each_connection_and_stays_posted() {
         let mut a = op(true, None);
         match a.on_result(&mut accepted_fd(), &|| false) {
-            Step::More { out, armed } => {
+            Step::More { out, armed, .. } => {
                 assert!(armed);
                 assert!(out.accepted.is_some());
             }

@@ -201,8 +201,13 @@ pub(crate) enum Step {
     Restart,
     /// Hand this out as one completion of an op that stays posted; `armed`:
     /// the kernel keeps the op going, else the port starts it again (unless
-    /// it was asked to stop, which then ends it).
-    More { out: Out, armed: bool },
+    /// it was asked to stop, which then ends it as cancelled, or `end` says
+    /// it is done: then it ends with that result).
+    More {
+        out: Out,
+        armed: bool,
+        end: Option<i32>,
+    },
     /// The op is done, with this result.
     Final(i32),
 }

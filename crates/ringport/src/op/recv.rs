@@ -12,7 +12,7 @@ use crate::handle::Handle;
 use crate::pool::BufPool;
 use crate::sys::buf::{Buf, IoBufMut};
 use crate::sys::epoll::{self, Attempt, Plan};
-use crate::sys::uring::{clamp_len, on_target, LowerCx};
+use crate::sys::uring::{clamp_len, on_target, with_total_cap, LowerCx};
 use crate::sys::Reaped;
 
 /// A receive into the spare capacity of a buffer (`WSARecv`): the
@@ -91,8 +91,9 @@ impl Op for RecvOp {
 /// pooled buffer (give it back with
 /// [`CompletionPort::recycle`](crate::CompletionPort::recycle)); the op ends
 /// with one final completion: `Ok(0)` at end of stream, an error, or
-/// cancelled. On io_uring this is a multishot receive into a provided-buffer
-/// ring.
+/// cancelled, or — with a budget ([`up_to`](Self::up_to)) — `Ok(n)` once it
+/// delivered `n` bytes. On io_uring this is a multishot receive into a
+/// provided-buffer ring.
 ///
 /// ```
 /// use ringport::{op, CompletionPort};
@@ -117,26 +118,118 @@ impl RecvPooled {
     pub fn new(socket: &Handle) -> RecvPooled {
         RecvPooled(Record {
             head: Head::on(socket),
-            op: super::AnyOp::RecvPooled(RecvPooledOp),
+            op: super::AnyOp::RecvPooled(RecvPooledOp {
+                budget: usize::MAX,
+                delivered: 0,
+                read: 0,
+            }),
         })
+    }
+
+    /// Ends by itself once it has delivered `max` bytes: flow control for a
+    /// consumer with room for `max` more bytes (it posts the next receive
+    /// when it has room again). Neither backend reads further ahead: io_uring
+    /// caps the kernel's receive at what is left of `max`, epoll reads no
+    /// more than that. The last chunk may take the total past `max` by less
+    /// than one pool buffer. The final completion is then `Ok(n)`, `n > 0`
+    /// the bytes delivered (at most `i32::MAX`); `Ok(0)` still means end of
+    /// stream. Posting fails with `InvalidInput` when `max` is 0.
+    ///
+    /// ```
+    /// use ringport::{op, CompletionPort};
+    /// use std::io::Write;
+    /// let port = CompletionPort::new(1)?;
+    /// let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let mut client = std::net::TcpStream::connect(l.local_addr()?)?;
+    /// let conn = port.associate(l.accept()?.0, 1)?;
+    /// client.write_all(&[7; 100])?;
+    /// port.submit(op::RecvPooled::new(&conn).up_to(10))?;
+    /// let mut got = 0;
+    /// loop {
+    ///     let c = port.get(None)?;
+    ///     if !c.more() {
+    ///         assert_eq!(c.result()?, got); // ended by its budget
+    ///         break;
+    ///     }
+    ///     got += c.data().len();
+    /// }
+    /// assert!(got >= 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn up_to(mut self, max: usize) -> RecvPooled {
+        if let super::AnyOp::RecvPooled(op) = &mut self.0.op {
+            op.budget = max;
+        }
+        self
     }
 }
 
-pub(crate) struct RecvPooledOp;
+/// Chunks one arming of a multishot receive delivers at most before the
+/// port arms it again (where the kernel can cap it: see `lower`).
+const CHUNKS_PER_ARM: u32 = 16;
+
+pub(crate) struct RecvPooledOp {
+    /// Bytes it may deliver (`usize::MAX`: no budget).
+    budget: usize,
+    /// Bytes delivered so far.
+    delivered: usize,
+    /// Bytes epoll's tries have read so far (ahead of `delivered` while
+    /// their chunks wait to be reported).
+    read: usize,
+}
+
+impl RecvPooledOp {
+    fn left(&self, counted: usize) -> usize {
+        self.budget.saturating_sub(counted)
+    }
+}
 
 impl Op for RecvPooledOp {
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::RecvMulti::CODE, "RECV")];
 
+    fn check(&mut self) -> Result<(), &'static str> {
+        if self.budget == 0 {
+            return Err("a pooled receive of at most 0 bytes");
+        }
+        Ok(())
+    }
     fn lane(&self) -> Option<Lane> {
         Some(Lane::Read)
     }
     fn lower(&mut self, cx: &LowerCx) -> Result<Entry, i32> {
+        let target = cx.target.ok_or_else(no_fd)?;
+        let left = clamp_len(self.left(self.delivered)).max(1);
         // At most one pool buffer's worth per completion.
-        Ok(
-            on_target!(cx.target.ok_or_else(no_fd)?, fd => opcode::RecvMulti::new(fd, cx.buf_group)
-                .len(cx.recv_len)
-                .build()),
-        )
+        let len = cx.recv_len.min(left);
+        if !cx.recv_total_cap {
+            if self.budget == usize::MAX {
+                return Ok(
+                    on_target!(target, fd => opcode::RecvMulti::new(fd, cx.buf_group)
+                    .len(len)
+                    .build()),
+                );
+            }
+            // A budget without the kernel's cap: one receive at a time,
+            // each asking for no more than what is left.
+            return Ok(
+                on_target!(target, fd => opcode::Recv::new(fd, std::ptr::null_mut(), len)
+                    .buf_group(cx.buf_group)
+                    .build())
+                .flags(io_uring::squeue::Flags::BUFFER_SELECT),
+            );
+        }
+        // The kernel caps the multishot receive at what is left of the
+        // budget, and at most CHUNKS_PER_ARM buffers' worth per arming:
+        // a multishot receive that keeps finding data is requeued by the
+        // kernel after 32 receives, and on a socket reset with that much
+        // unread data it then waits for a readiness event that never comes
+        // (its final completion is lost; Linux 6.18). Armed again by the
+        // port, it reads on and ends.
+        let cap = left.min(cx.recv_len.saturating_mul(CHUNKS_PER_ARM));
+        let multi = on_target!(target, fd => opcode::RecvMulti::new(fd, cx.buf_group)
+            .len(len)
+            .build());
+        Ok(with_total_cap(multi, cap))
     }
     fn plan(&mut self, _fd: Option<RawFd>) -> Plan {
         Plan::Io {
@@ -145,7 +238,16 @@ impl Op for RecvPooledOp {
         }
     }
     fn attempt(&mut self, fd: RawFd, pool: &BufPool) -> Attempt {
-        epoll::recv_pooled(fd, pool)
+        let left = self.left(self.read);
+        if left == 0 {
+            // The chunk that used the budget up ended the op's stay.
+            return Attempt::Done(-libc::EINVAL);
+        }
+        let tried = epoll::recv_pooled(fd, pool, left);
+        if let Attempt::Chunk { res, .. } = &tried {
+            self.read = self.read.saturating_add(*res as usize);
+        }
+        tried
     }
     fn on_result(&mut self, r: &mut Reaped, stop: &dyn Fn() -> bool) -> Step {
         if r.res == -libc::ENOBUFS {
@@ -159,6 +261,8 @@ impl Op for RecvPooledOp {
         if r.res <= 0 {
             return Step::Final(r.res);
         }
+        self.delivered = self.delivered.saturating_add(r.res as usize);
+        let spent = !r.more && self.delivered >= self.budget;
         Step::More {
             out: Out {
                 result: Ok(r.res as usize),
@@ -166,6 +270,7 @@ impl Op for RecvPooledOp {
                 accepted: None,
             },
             armed: r.more,
+            end: spent.then(|| i32::try_from(self.delivered).unwrap_or(i32::MAX)),
         }
     }
     fn finish(self, res: i32) -> Out {
@@ -188,9 +293,13 @@ mod tests {
 
     #[test]
     fn a_chunk_is_handed_out_and_the_receive_stays_posted() {
-        let mut op = RecvPooledOp;
+        let mut op = RecvPooledOp {
+            budget: usize::MAX,
+            delivered: 0,
+            read: 0,
+        };
         match op.on_result(&mut reaped(5, true), &|| false) {
-            Step::More { out, armed } => {
+            Step::More { out, armed, .. } => {
                 assert!(armed);
                 assert_eq!(out.result, Ok(5));
                 assert_eq!(out.buf.map(|b| b.bytes().to_vec()), Some(vec![7; 5]));
@@ -206,7 +315,11 @@ mod tests {
 
     #[test]
     fn out_of_buffers_reposts_unless_stopping() {
-        let mut op = RecvPooledOp;
+        let mut op = RecvPooledOp {
+            budget: usize::MAX,
+            delivered: 0,
+            read: 0,
+        };
         let enobufs = || Reaped::res(-libc::ENOBUFS);
         assert!(matches!(
             op.on_result(&mut enobufs(), &|| false),
@@ -220,7 +333,11 @@ mod tests {
 
     #[test]
     fn end_of_stream_and_errors_end_it() {
-        let mut op = RecvPooledOp;
+        let mut op = RecvPooledOp {
+            budget: usize::MAX,
+            delivered: 0,
+            read: 0,
+        };
         assert!(matches!(
             op.on_result(&mut reaped(0, false), &|| false),
             Step::Final(0)
@@ -240,5 +357,51 @@ mod tests {
         let out = op.finish(-libc::ECANCELED);
         assert_eq!(out.result, Err(libc::ECANCELED));
         assert!(out.buf.is_some());
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    #[test]
+    fn a_budgeted_receive_ends_with_what_it_delivered() {
+        let mut op = RecvPooledOp {
+            budget: 10,
+            delivered: 0,
+            read: 0,
+        };
+        let chunk = |n: i32, more| Reaped {
+            res: n,
+            more,
+            pooled: Some(vec![0; n as usize]),
+            fd: None,
+        };
+        assert!(matches!(
+            op.on_result(&mut chunk(6, false), &|| false),
+            Step::More {
+                armed: false,
+                end: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            op.on_result(&mut chunk(6, false), &|| false),
+            Step::More {
+                armed: false,
+                end: Some(12),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_zero_budget_is_refused() {
+        let mut op = RecvPooledOp {
+            budget: 0,
+            delivered: 0,
+            read: 0,
+        };
+        assert!(op.check().is_err());
     }
 }

@@ -95,6 +95,7 @@ mod tests {
             target: None,
             buf_group: 0,
             recv_len: 0,
+            recv_total_cap: false,
         };
         assert_eq!(op.lower(&cx).err(), Some(-libc::ETIME));
     }

@@ -4,13 +4,27 @@
 //! so that "is anything queued?" (asked on every `get` and wake-up decision)
 //! takes no lock. The buffer keeps its capacity, so a busy port allocates
 //! nothing per completion (crossbeam's `SegQueue`, used before, allocated and
-//! zeroed a block every 31 pushes).
+//! zeroed a block every 31 pushes); only when it empties after a burst that
+//! grew it past [`SHRINK_ABOVE`] does it go back to [`KEEP`] entries, so a
+//! burst's memory is not held for the life of the port.
 
 use std::collections::VecDeque;
 
 use super::sync::{AtomicUsize, Mutex, Ordering};
 
 use crate::completion::Completion;
+
+/// Capacity an emptied queue shrinks to...
+const KEEP: usize = 1024;
+/// ...when it has more than this.
+const SHRINK_ABOVE: usize = 4 * KEEP;
+
+/// Called with the lock held, after taking from the queue.
+fn shrink_if_empty(q: &mut VecDeque<Completion>) {
+    if q.is_empty() && q.capacity() > SHRINK_ABOVE {
+        q.shrink_to(KEEP);
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct ReadyQueue {
@@ -44,6 +58,7 @@ impl ReadyQueue {
         let mut q = self.items.lock();
         let c = q.pop_front();
         self.len.store(q.len(), Ordering::SeqCst);
+        shrink_if_empty(&mut q);
         c
     }
 
@@ -57,6 +72,7 @@ impl ReadyQueue {
         let n = q.len().min(max);
         out.extend(q.drain(..n));
         self.len.store(q.len(), Ordering::SeqCst);
+        shrink_if_empty(&mut q);
         n
     }
 

@@ -36,6 +36,7 @@
 pub(crate) mod buf;
 pub(crate) mod epoll;
 pub(crate) mod table;
+pub(crate) mod trim;
 pub(crate) mod uring;
 
 use std::fmt;

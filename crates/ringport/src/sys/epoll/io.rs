@@ -13,8 +13,15 @@ use crate::sys::buf::Buf;
 pub(crate) enum Attempt {
     /// The stage's result (`>= 0` or `-errno`).
     Done(i32),
-    /// A pooled receive got `n` bytes into this buffer; the op stays posted.
-    Chunk(i32, Vec<u8>),
+    /// A pooled receive got `res` bytes into `buf`; the op stays posted
+    /// unless this chunk used up its budget (`last`). `short`: it read less
+    /// than it asked for, so the socket is empty now.
+    Chunk {
+        res: i32,
+        buf: Vec<u8>,
+        short: bool,
+        last: bool,
+    },
     /// `EAGAIN`: wait for the descriptor to become ready.
     WouldBlock,
 }
@@ -58,11 +65,16 @@ pub(crate) fn recv_into(fd: RawFd, buf: &mut Buf) -> Attempt {
     }
 }
 
-/// Receives into a fresh buffer from the port's pool.
-pub(crate) fn recv_pooled(fd: RawFd, pool: &BufPool) -> Attempt {
+/// Receives into a fresh buffer from the port's pool, at most `left` bytes
+/// (what is left of the op's budget); a short chunk moves to a buffer of
+/// its size (see `BufPool::fit`).
+pub(crate) fn recv_pooled(fd: RawFd, pool: &BufPool, left: usize) -> Attempt {
     let mut buf = pool.take();
     let spare = buf.spare_capacity_mut();
-    let (ptr, len) = (spare.as_mut_ptr(), spare.len().min(i32::MAX as usize));
+    let (ptr, len) = (
+        spare.as_mut_ptr(),
+        spare.len().min(left).min(i32::MAX as usize),
+    );
     // SAFETY: as in `recv_into`, on a buffer this function owns.
     match retry(|| syscall!(unsafe { libc::recv(fd, ptr.cast(), len, libc::MSG_DONTWAIT) })) {
         Ok(0) => {
@@ -73,7 +85,12 @@ pub(crate) fn recv_pooled(fd: RawFd, pool: &BufPool) -> Attempt {
             // SAFETY: the kernel initialised the first `n <= len` bytes of
             // the spare capacity, and the buffer was empty.
             unsafe { buf.set_len(n as usize) };
-            Attempt::Chunk(res_of(n), buf)
+            Attempt::Chunk {
+                res: res_of(n),
+                buf: pool.fit(buf),
+                short: (n as usize) < len,
+                last: n as usize >= left,
+            }
         }
         Err(e) => {
             pool.put(buf);

@@ -159,9 +159,9 @@ impl Driver {
                 unsafe { super::reap(cx, id, res, false, None) };
                 return Ok(None);
             }
-            Some(Attempt::Chunk(n, buf)) => {
+            Some(Attempt::Chunk { res, buf, last, .. }) => {
                 // SAFETY: pooled data is in `buf`, not in the op's memory.
-                unsafe { super::reap(cx, id, n, true, Some(buf)) };
+                unsafe { super::reap(cx, id, res, !last, Some(buf)) };
                 return Ok(None);
             }
         }
@@ -201,20 +201,31 @@ impl Driver {
                     st.queue[dir].pop_front();
                     self.push_final(reg, st, id, res);
                 }
-                Attempt::Chunk(n, buf) => {
-                    // A read that did not fill the buffer emptied the
+                Attempt::Chunk {
+                    res,
+                    buf,
+                    short,
+                    last,
+                } => {
+                    // A read that got less than it asked for emptied the
                     // socket, so the next one would only say EAGAIN: skip
                     // it until the next edge (data arriving after this read
                     // raises one, and its handler needs this lock). Not
                     // after a hang-up event: the end of stream behind the
                     // data raises no further edge.
-                    if buf.len() < buf.capacity() && !st.hung_up {
+                    if short && !st.hung_up {
                         st.ready[dir] = false;
+                    }
+                    // A chunk that used up the op's budget ends its stay
+                    // on the descriptor: the front end ends it when it sees
+                    // `more` unset.
+                    if last {
+                        st.queue[dir].pop_front();
                     }
                     st.reports.push(Report {
                         id,
-                        res: n,
-                        more: true,
+                        res,
+                        more: !last,
                         pooled: Some(buf),
                     });
                     chunks += 1;
@@ -418,13 +429,20 @@ impl super::Backend for Driver {
         // Safe to free now: see `registry`.
         drop(self.core.take_retired());
         let busy = self.has_again.load(Ordering::Acquire) || self.pool.has_done();
-        let ms = self
-            .timers
-            .begin_wait(if busy { Some(Duration::ZERO) } else { timeout });
+        // After a burst, an idle wait ends with a trim (see `sys::trim`).
+        let (timeout, trim) = match busy {
+            true => (Some(Duration::ZERO), None),
+            false => super::trim::wait(cx.pool(), timeout),
+        };
+        let ms = self.timers.begin_wait(timeout);
         let mut events = [const { std::mem::MaybeUninit::uninit() }; EVENTS];
         let ready = sys::epoll_wait(&self.core.ep, &mut events, ms);
         self.timers.end_wait();
-        for ev in ready? {
+        let ready = ready?;
+        if let Some(began) = trim {
+            super::trim::after_wait(cx.pool(), began, ready.is_empty());
+        }
+        for ev in ready {
             let (token, bits) = (ev.u64, ev.events);
             if token == sys::WAKE_TOKEN {
                 self.waker.reset();

@@ -12,6 +12,7 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use io_uring::squeue::Entry;
 use io_uring::types::BufRingEntry;
 use io_uring::IoUring;
 
@@ -162,6 +163,25 @@ impl BufRing {
         let tail = unsafe { &*self.ring.as_ptr().cast::<u8>().add(14).cast::<AtomicU16>() };
         tail.store(self.tail, Ordering::Release);
     }
+}
+
+/// `entry` (a multishot receive) with its total byte cap set: the kernel
+/// ends the receive (a completion without `IORING_CQE_F_MORE`) once it has
+/// received `total` bytes, the last receive taking it past `total` by less
+/// than the per-receive length. The cap is `sqe->optlen` (Linux 6.17), which
+/// the `io-uring` crate has no setter for.
+pub(crate) fn with_total_cap(entry: Entry, total: u32) -> Entry {
+    const _: () = assert!(std::mem::size_of::<Entry>() == 64);
+    /// `offsetof(struct io_uring_sqe, optlen)`.
+    const OPTLEN: usize = 44;
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte
+    // `io_uring_sqe` (the crate copies it into the ring as is), a plain-old-
+    // data struct in which every byte pattern is valid; the size is checked
+    // above, and `[u8; 64]` has no alignment requirement.
+    let mut raw: [u8; 64] = unsafe { std::mem::transmute::<Entry, [u8; 64]>(entry) };
+    raw[OPTLEN..OPTLEN + 4].copy_from_slice(&total.to_ne_bytes());
+    // SAFETY: as above: the bytes of a valid SQE with one u32 field set.
+    unsafe { std::mem::transmute::<[u8; 64], Entry>(raw) }
 }
 
 impl Drop for BufRing {

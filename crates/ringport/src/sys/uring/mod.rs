@@ -26,6 +26,7 @@ use super::{Backend as _, Config, OpId, Sink, Submit, SysOp};
 use crate::short_lock::ShortLock;
 
 mod buf_ring;
+pub(crate) use buf_ring::with_total_cap;
 mod files;
 mod owner;
 mod probe;
@@ -76,6 +77,9 @@ pub(crate) struct LowerCx {
     pub buf_group: u16,
     /// Most bytes one pooled-receive completion carries.
     pub recv_len: u32,
+    /// The kernel can cap a multishot receive at a byte total
+    /// ([`with_total_cap`]).
+    pub recv_total_cap: bool,
 }
 
 pub(crate) struct Driver {
@@ -97,6 +101,8 @@ pub(crate) struct Driver {
     unsubmitted: AtomicBool,
     /// Most bytes one pooled-receive completion carries.
     recv_len: u32,
+    /// The kernel caps a multishot receive at a byte total (Linux 6.17).
+    recv_cap: bool,
     /// `Builder::coalesce`, where the kernel has min-timeout waits:
     /// completions to wait for, and microseconds after which one will do.
     coalesce: Option<(usize, u32)>,
@@ -130,6 +136,7 @@ impl Driver {
             files,
             unsubmitted: AtomicBool::new(false),
             recv_len: clamp_len(b.pool_buf_size),
+            recv_cap: probe::recv_total_cap(),
             coalesce,
         })
     }
@@ -255,6 +262,7 @@ impl Driver {
             target: op.fd().map(|fd| self.target(fd)),
             buf_group: BGID,
             recv_len: self.recv_len,
+            recv_total_cap: self.recv_cap,
         };
         op.lower(&cx)
     }
@@ -435,6 +443,11 @@ impl super::Backend for Driver {
         if ready && !self.must_enter() {
             return self.reap(cx);
         }
+        // After a burst, an idle wait ends with a trim (see `sys::trim`).
+        let (timeout, trim) = match ready {
+            true => (timeout, None),
+            false => super::trim::wait(cx.pool(), timeout),
+        };
         let submitter = self.ring.submitter();
         let r = match (timeout, self.coalesce) {
             _ if ready => submitter.submit(),
@@ -455,6 +468,11 @@ impl super::Backend for Driver {
             }
         };
         ignore_transient(r)?;
+        if let Some(began) = trim {
+            // SAFETY: the poller is the only CompletionQueue user.
+            let idle = unsafe { self.ring.completion_shared() }.is_empty();
+            super::trim::after_wait(cx.pool(), began, idle);
+        }
         self.reap(cx)
     }
 

@@ -11,12 +11,26 @@ const OWN: &[(u8, &str)] = &[
     (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
 ];
 
-/// Multishot receive and cancel-by-descriptor need Linux 6.0.
-pub(super) fn kernel_version_ok() -> io::Result<()> {
+/// The running kernel's (major, minor) version; (0, 0) if unknown.
+fn kernel_version() -> (u32, u32) {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut parts = release.trim().split(['.', '-']);
     let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
     let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+/// Whether a multishot receive can be capped at a total byte count
+/// (`sqe->optlen`, Linux 6.17). Older kernels ignore the field, so this
+/// cannot be probed by trying: a receive with a budget is then lowered to
+/// one single-shot receive at a time.
+pub(super) fn recv_total_cap() -> bool {
+    kernel_version() >= (6, 17)
+}
+
+/// Multishot receive and cancel-by-descriptor need Linux 6.0.
+pub(super) fn kernel_version_ok() -> io::Result<()> {
+    let (major, minor) = kernel_version();
     if (major, minor) >= (6, 0) || major == 0 {
         Ok(())
     } else {
