@@ -113,6 +113,9 @@ macro_rules! ops {
             fn attempt(&mut self, fd: RawFd, pool: &BufPool) -> Attempt {
                 match self { $( AnyOp::$kind(op) => op.attempt(fd, pool), )* }
             }
+            fn try_first(&mut self) -> bool {
+                match self { $( AnyOp::$kind(op) => op.try_first(), )* }
+            }
             fn filling(&mut self) -> Option<&mut Buf> {
                 match self { $( AnyOp::$kind(op) => op.filling(), )* }
             }
@@ -266,6 +269,11 @@ pub(crate) trait Op {
     fn attempt(&mut self, _fd: RawFd, _pool: &BufPool) -> Attempt {
         Attempt::Done(-libc::EINVAL)
     }
+    /// io_uring: try the current stage with [`attempt`](Self::attempt)
+    /// before making it a request (see `SysOp::try_first`).
+    fn try_first(&mut self) -> bool {
+        false
+    }
     /// The buffer whose spare capacity the current stage fills.
     fn filling(&mut self) -> Option<&mut Buf> {
         None
@@ -418,6 +426,9 @@ impl SysOp for Record {
     }
     fn attempt(&mut self, fd: RawFd, pool: &BufPool) -> Attempt {
         self.op.attempt(fd, pool)
+    }
+    fn try_first(&mut self) -> bool {
+        self.op.try_first()
     }
     fn filling(&mut self) -> Option<&mut Buf> {
         self.op.filling()

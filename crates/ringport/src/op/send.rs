@@ -41,6 +41,7 @@ impl Send {
             head: Head::on(socket),
             op: super::AnyOp::Send(SendOp {
                 buf: Buf::read_only(buf),
+                tried: false,
             }),
         })
     }
@@ -48,6 +49,8 @@ impl Send {
 
 pub(crate) struct SendOp {
     buf: Buf,
+    /// Tried with a syscall already (io_uring tries once, then submits).
+    tried: bool,
 }
 
 /// The request sending `bytes`, `flags` (and never `SIGPIPE`).
@@ -80,7 +83,11 @@ impl Op for SendOp {
         plan_send()
     }
     fn attempt(&mut self, fd: RawFd, _pool: &BufPool) -> Attempt {
+        self.tried = true;
         epoll::send(fd, self.buf.bytes())
+    }
+    fn try_first(&mut self) -> bool {
+        !self.tried
     }
     fn finish(self, res: i32) -> Out {
         Out::with_buf(res, self.buf)
@@ -119,6 +126,7 @@ impl SendAll {
             op: super::AnyOp::SendAll(SendAllOp {
                 buf: Buf::read_only(buf),
                 sent: 0,
+                tried: false,
             }),
         })
     }
@@ -128,6 +136,9 @@ pub(crate) struct SendAllOp {
     buf: Buf,
     /// Bytes sent so far.
     sent: usize,
+    /// Tried with a syscall already: the rest of a partial try goes to the
+    /// kernel as a request (the socket buffer is full).
+    tried: bool,
 }
 
 impl SendAllOp {
@@ -150,7 +161,11 @@ impl Op for SendAllOp {
         plan_send()
     }
     fn attempt(&mut self, fd: RawFd, _pool: &BufPool) -> Attempt {
+        self.tried = true;
         epoll::send(fd, self.rest())
+    }
+    fn try_first(&mut self) -> bool {
+        !self.tried
     }
     fn on_result(&mut self, r: &mut Reaped, stop: &dyn Fn() -> bool) -> Step {
         if r.res <= 0 {
@@ -181,6 +196,7 @@ mod tests {
         SendAllOp {
             buf: Buf::read_only(vec![1u8; len]),
             sent: 0,
+            tried: false,
         }
     }
 

@@ -132,6 +132,11 @@ pub(crate) trait SysOp: Send {
     fn plan(&mut self) -> epoll::Plan;
     /// epoll: one non-blocking try of the current stage on `fd`.
     fn attempt(&mut self, fd: RawFd, pool: &BufPool) -> epoll::Attempt;
+    /// io_uring: whether to try the current stage with `attempt` before
+    /// making it a request (a send that fits in the socket buffer is done
+    /// by one syscall, as the ring would do it inline, without the ring's
+    /// request and completion).
+    fn try_first(&mut self) -> bool;
     /// The buffer whose spare capacity the current stage fills, if it does:
     /// the backend commits a successful result's bytes into it.
     fn filling(&mut self) -> Option<&mut buf::Buf>;

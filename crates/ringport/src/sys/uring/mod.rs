@@ -68,6 +68,16 @@ macro_rules! on_target {
 }
 pub(crate) use on_target;
 
+/// How a stage began (see `Driver::begin`).
+enum Began {
+    /// A request to submit.
+    Request(squeue::Entry),
+    /// Its non-blocking try finished it with this result.
+    Done(i32),
+    /// It needs no request: this is its result.
+    Immediate(i32),
+}
+
 /// What an op needs to lower its current stage to a request.
 pub(crate) struct LowerCx {
     /// The descriptor, as the request should name it (`None`: the op has
@@ -267,6 +277,39 @@ impl Driver {
         op.lower(&cx)
     }
 
+    /// Begins the current stage of `op` (under its slot lock): a stage
+    /// that tries first (a send) is tried with a non-blocking syscall when
+    /// it is to start now, and goes to the kernel as a request only if that
+    /// would block; any other is lowered to its request.
+    fn begin(&self, op: &mut impl SysOp, cx: &impl Sink, submit: Submit) -> Began {
+        if submit == Submit::Now && op.try_first() {
+            if let Some(fd) = op.fd() {
+                match op.attempt(fd, cx.pool()) {
+                    super::epoll::Attempt::Done(res) => return Began::Done(res),
+                    super::epoll::Attempt::WouldBlock => {}
+                    super::epoll::Attempt::Chunk { buf, .. } => cx.pool().put(buf),
+                }
+            }
+        }
+        match self.lower(op) {
+            Ok(entry) => Began::Request(entry),
+            Err(res) => Began::Immediate(res),
+        }
+    }
+
+    /// Acts on what `begin` did, outside the slot lock.
+    fn follow(&self, cx: &impl Sink, id: OpId, began: Began, submit: Submit) {
+        match began {
+            Began::Request(entry) => self.push(entry.user_data(id.0), submit),
+            // SAFETY: the result of the stage's own syscall, which has
+            // returned (a send: no memory was written).
+            Began::Done(res) => unsafe { super::reap(cx, id, res, false, None) },
+            // SAFETY: an immediate result (an error, or an expired timer):
+            // nothing was handed to the kernel.
+            Began::Immediate(res) => unsafe { super::reap(cx, id, res, false, None) },
+        }
+    }
+
     /// Reaps what is ready, then submits what reaping queued (the rest of
     /// a send, the next send of a lane, a cleared table entry): none of it
     /// may wait for a next poll that nobody may make soon.
@@ -390,22 +433,17 @@ impl super::Backend for Driver {
     }
 
     fn start(&self, cx: &impl Sink, id: OpId, submit: Submit) {
-        match cx.table().with(id, |op| self.lower(op)) {
-            Some(Ok(entry)) => self.push(entry.user_data(id.0), submit),
-            // SAFETY: an immediate result (an error, or an expired timer):
-            // nothing was handed to the kernel.
-            Some(Err(res)) => unsafe { super::reap(cx, id, res, false, None) },
-            None => {}
-        }
+        let Some(began) = cx.table().with(id, |op| self.begin(op, cx, submit)) else {
+            return;
+        };
+        self.follow(cx, id, began, submit);
     }
 
     fn start_new<S: Sink>(&self, cx: &S, op: S::Op, submit: Submit) -> Option<OpId> {
-        let (id, lowered) = cx.table().insert_then(op, |_, op| self.lower(op))?;
-        match lowered {
-            Ok(entry) => self.push(entry.user_data(id.0), submit),
-            // SAFETY: as in `start`.
-            Err(res) => unsafe { super::reap(cx, id, res, false, None) },
-        }
+        let (id, began) = cx
+            .table()
+            .insert_then(op, |_, op| self.begin(op, cx, submit))?;
+        self.follow(cx, id, began, submit);
         Some(id)
     }
 
