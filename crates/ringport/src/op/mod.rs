@@ -309,7 +309,9 @@ pub(crate) fn no_fd() -> i32 {
 }
 
 /// The header every posted operation has: what it works on, the values a
-/// completion hands back, and what the port tracks of it.
+/// completion hands back, and what the port tracks of it. Public only
+/// because the sealed [`Operation`] trait names it.
+#[doc(hidden)]
 pub struct Head {
     pub(crate) handle: Option<Arc<HandleInner>>,
     pub(crate) key: u64,
@@ -345,7 +347,9 @@ impl Head {
     }
 }
 
-/// A posted operation as the op table holds it.
+/// A posted operation as the op table holds it. Public only because the
+/// sealed [`Operation`] trait names it.
+#[doc(hidden)]
 pub struct Record {
     pub(crate) head: Head,
     pub(crate) op: AnyOp,
