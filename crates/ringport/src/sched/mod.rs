@@ -133,7 +133,9 @@ impl Sched {
         max: usize,
     ) -> Result<usize, GetError> {
         self.leave();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // Read the clock only once there is something to wait for: a
+        // completion already queued is handed out without it.
+        let mut deadline = None;
         loop {
             if self.is_closed() {
                 return Err(GetError::Closed);
@@ -141,6 +143,7 @@ impl Sched {
             if let Some(c) = self.try_take() {
                 return Ok(self.hand_out(k, c, out));
             }
+            let deadline = *deadline.get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
             let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             // Completions queued with every running slot taken: wait for a
             // slot (parked) rather than poll, which would only read further
@@ -187,7 +190,7 @@ impl Sched {
                 if self.is_closed() {
                     return Err(GetError::Closed);
                 }
-                running::mark_running(self.id, &k.owner());
+                running::mark_running(self.id, || k.owner());
                 out.push(c);
                 return Ok(1);
             }
@@ -248,7 +251,7 @@ impl Sched {
     /// Hands `c` to the caller with a running slot already taken, waking
     /// another waiter if more work is queued or the seat needs a taker.
     fn hand_out(&self, k: &impl Kernel, c: Completion, out: &mut Vec<Completion>) -> usize {
-        running::mark_running(self.id, &k.owner());
+        running::mark_running(self.id, || k.owner());
         self.notify(k);
         out.push(c);
         1
@@ -275,7 +278,7 @@ impl Sched {
             let taken = self.try_add_running().then(|| {
                 let n = r.len().min(max);
                 out.extend(r.drain(..n));
-                running::mark_running(self.id, &k.owner());
+                running::mark_running(self.id, || k.owner());
                 n
             });
             if !r.is_empty() {

@@ -46,15 +46,18 @@ std::thread_local!(static RUNNING: RefCell<RunningSet> = const { RefCell::new(Ru
 #[cfg(loom)]
 loom::thread_local!(static RUNNING: RefCell<RunningSet> = RefCell::new(RunningSet(Vec::new())));
 
-/// Records that this thread now runs a completion of port `id`.
-pub(super) fn mark_running(id: u64, port: &Weak<dyn SlotOwner>) {
+/// Records that this thread now runs a completion of port `id`. `port` is
+/// called only the first time this thread runs one of that port's
+/// completions: cloning a `Weak` costs two atomic read-modify-writes, which
+/// the hot path (an entry exists, only its role flips) does not pay.
+pub(super) fn mark_running(id: u64, port: impl FnOnce() -> Weak<dyn SlotOwner>) {
     RUNNING.with(|r| {
         let mut r = r.borrow_mut();
         match r.0.iter_mut().find(|e| e.0 == id) {
             Some(e) => e.2 = Role::Running,
             None => {
                 r.0.retain(|e| e.1.strong_count() > 0);
-                r.0.push((id, port.clone(), Role::Running));
+                r.0.push((id, port(), Role::Running));
             }
         }
     });
