@@ -79,6 +79,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod addr;
 mod builder;
 mod completion;
 mod engine;
@@ -90,6 +91,7 @@ mod sched;
 mod short_lock;
 mod sys;
 
+pub use addr::Address;
 pub use builder::Builder;
 pub use completion::{Accepted, Completion, GetError, Outcome};
 pub use handle::Handle;

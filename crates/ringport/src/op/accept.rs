@@ -229,6 +229,7 @@ impl Op for AcceptOp {
                     result: Ok(0),
                     buf: None,
                     accepted: Some(acc),
+                    addr: None,
                 },
                 armed: r.more,
                 end: None,

@@ -35,6 +35,7 @@
 
 pub(crate) mod buf;
 pub(crate) mod epoll;
+pub(crate) mod msg;
 pub(crate) mod table;
 pub(crate) mod trim;
 pub(crate) mod uring;

@@ -49,7 +49,10 @@ mod registry;
 mod sys;
 mod timers;
 
-pub(crate) use io::{accept, connect, recv_into, recv_pooled, send, shutdown, Attempt};
+pub(crate) use io::{
+    accept, connect, read_into, recv_datagram_pooled, recv_into, recv_msg, recv_pooled, send,
+    send_msg, shutdown, write, Attempt,
+};
 use pool::FilePool;
 pub(crate) use pool::Job;
 use registry::{Core, RegState, Registration, Registry, Report};
