@@ -20,9 +20,21 @@ both_backends!(
     read_cancelled_returns_the_buffer,
 );
 
+/// A pipe: its read end and its write end (close-on-exec).
+fn pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a writable array of two ints, filled by the call.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: two new descriptors that nothing else owns.
+    let owned = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((owned.0.into(), owned.1.into()))
+}
+
 fn read_and_write_round_trip_through_a_pipe(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
-    let (r, w) = std::io::pipe().unwrap();
+    let (r, w) = pipe().unwrap();
     let (r, w) = (port.associate(r, 1).unwrap(), port.associate(w, 2).unwrap());
     port.submit(op::Write::new(&w, b"across".to_vec()).user(5))
         .unwrap();
@@ -41,7 +53,7 @@ fn read_and_write_round_trip_through_a_pipe(kind: BackendKind) {
 
 fn read_waits_for_data_then_sees_the_end(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
-    let (r, mut w) = std::io::pipe().unwrap();
+    let (r, mut w) = pipe().unwrap();
     let r = port.associate(r, 1).unwrap();
     port.submit(op::Read::new(&r, Vec::with_capacity(64)))
         .unwrap();
@@ -62,7 +74,7 @@ fn read_waits_for_data_then_sees_the_end(kind: BackendKind) {
 /// `Read` takes no offset.
 fn read_on_a_pipe_is_not_espipe(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
-    let (r, mut w) = std::io::pipe().unwrap();
+    let (r, mut w) = pipe().unwrap();
     let r = port.associate(r, 1).unwrap();
     w.write_all(b"x").unwrap();
     port.submit(op::Read::new(&r, Vec::with_capacity(8)))
@@ -73,7 +85,7 @@ fn read_on_a_pipe_is_not_espipe(kind: BackendKind) {
 
 fn write_to_a_pipe_without_reader_is_epipe(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
-    let (r, w) = std::io::pipe().unwrap();
+    let (r, w) = pipe().unwrap();
     drop(r);
     let w = port.associate(w, 1).unwrap();
     port.submit(op::Write::new(&w, b"lost".to_vec())).unwrap();
@@ -84,7 +96,7 @@ fn write_to_a_pipe_without_reader_is_epipe(kind: BackendKind) {
 
 fn reads_and_writes_keep_their_order(kind: BackendKind) {
     let Some(port) = port(kind, 2) else { return };
-    let (mut r, w) = std::io::pipe().unwrap();
+    let (mut r, w) = pipe().unwrap();
     let w = port.associate(w, 1).unwrap();
     // More than the pipe holds (64 KiB), so some writes wait for room.
     const N: usize = 40;
@@ -172,7 +184,7 @@ fn read_an_eventfd_counter(kind: BackendKind) {
 
 fn read_cancelled_returns_the_buffer(kind: BackendKind) {
     let Some(port) = port(kind, 1) else { return };
-    let (r, _w) = std::io::pipe().unwrap();
+    let (r, _w) = pipe().unwrap();
     let r = port.associate(r, 1).unwrap();
     let id = port
         .submit(op::Read::new(&r, Vec::with_capacity(16)))

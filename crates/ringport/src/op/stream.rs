@@ -28,11 +28,12 @@ const NO_OFFSET: u64 = u64::MAX;
 /// use std::io::Write;
 ///
 /// let port = CompletionPort::new(1)?;
-/// let (reader, mut writer) = std::io::pipe()?;
+/// // Any stream descriptor: a pipe, a FIFO, a terminal, here a socket pair.
+/// let (reader, mut writer) = std::os::unix::net::UnixStream::pair()?;
 /// let r = port.associate(reader, 1)?;
-/// writer.write_all(b"through a pipe")?;
+/// writer.write_all(b"through a stream")?;
 /// port.submit(op::Read::new(&r, Vec::with_capacity(64)))?;
-/// assert_eq!(port.get(None)?.data(), b"through a pipe");
+/// assert_eq!(port.get(None)?.data(), b"through a stream");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Read(pub(super) Record);
@@ -99,7 +100,7 @@ impl Op for ReadOp {
 /// use std::io::Read;
 ///
 /// let port = CompletionPort::new(1)?;
-/// let (mut reader, writer) = std::io::pipe()?;
+/// let (mut reader, writer) = std::os::unix::net::UnixStream::pair()?;
 /// let w = port.associate(writer, 1)?;
 /// port.submit(op::Write::new(&w, b"hello".to_vec()))?;
 /// assert_eq!(port.get(None)?.result()?, 5);
