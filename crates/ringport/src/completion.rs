@@ -21,7 +21,7 @@ use crate::sys::OpId;
 /// ```no_run
 /// # fn f(c: &mut ringport::Completion) -> std::io::Result<()> {
 /// let acc = c.take_accepted()?;
-/// println!("{} -> {}", acc.peer, acc.local);
+/// println!("{} -> {}", acc.peer_address, acc.local_address);
 /// let stream = std::net::TcpStream::from(acc.socket);
 /// # Ok(()) }
 /// ```
@@ -29,10 +29,18 @@ use crate::sys::OpId;
 pub struct Accepted {
     /// The new socket, close-on-exec. Not yet associated with any port.
     pub socket: OwnedFd,
-    /// The local address of the connection.
+    /// The local IP address of the connection (`0.0.0.0:0` for a Unix
+    /// socket: see [`local_address`](Self::local_address)).
     pub local: SocketAddr,
-    /// The peer's address.
+    /// The peer's IP address (`0.0.0.0:0` for a Unix socket: see
+    /// [`peer_address`](Self::peer_address)).
     pub peer: SocketAddr,
+    /// The local address, of any family (a Unix listener's path or
+    /// abstract name).
+    pub local_address: Address,
+    /// The peer's address, of any family (a Unix client is most often
+    /// [`Address::Unnamed`]).
+    pub peer_address: Address,
 }
 
 /// What a completion says happened, by the kind of its operation: the view

@@ -100,7 +100,8 @@ pub use port::{Batch, Blocking, CompletionPort};
 pub use sys::buf::{Buffer, IoBuf, IoBufMut, RawBuf};
 pub use sys::{BackendKind, OpId};
 
-/// The local address of an associated socket (`getsockname`).
+/// The local IP address of an associated socket (`getsockname`); for any
+/// family (Unix sockets too) see [`Handle::local_address`].
 ///
 /// ```
 /// let port = ringport::CompletionPort::new(0)?;
@@ -115,7 +116,8 @@ pub fn local_addr(handle: &Handle) -> std::io::Result<std::net::SocketAddr> {
     ip_addr(socket2::SockRef::from(handle).local_addr()?)
 }
 
-/// The peer address of an associated, connected socket (`getpeername`).
+/// The peer IP address of an associated, connected socket (`getpeername`);
+/// for any family see [`Handle::peer_address`].
 ///
 /// # Errors
 /// When the socket is not connected or not an IP socket.
