@@ -351,9 +351,14 @@ impl Completion {
                 None => Outcome::Accepted(acc),
             },
             (OpKind::Connect, _) => Outcome::Connected,
-            (OpKind::Recv | OpKind::RecvPooled | OpKind::ReadAt | OpKind::Read, _) => {
-                Outcome::Received(n, buffer(buf))
-            }
+            (
+                OpKind::Recv
+                | OpKind::RecvPooled
+                | OpKind::ReadAt
+                | OpKind::Read
+                | OpKind::RecvVectored,
+                _,
+            ) => Outcome::Received(n, buffer(buf)),
             (OpKind::RecvFrom | OpKind::RecvFromPooled, _) => {
                 let from = self.addr.take().unwrap_or(Address::Unnamed);
                 Outcome::ReceivedFrom(n, buffer(buf), from)

@@ -29,6 +29,7 @@ mod send;
 mod shutdown;
 mod stream;
 mod timeout;
+mod vectored;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
@@ -46,6 +47,7 @@ pub use send::{Send, SendAll};
 pub use shutdown::Shutdown;
 pub use stream::{Read, Write};
 pub use timeout::Timeout;
+pub use vectored::{RecvVectored, SendVectored, MAX_BUFFERS};
 
 use crate::addr::Address;
 use crate::completion::Accepted;
@@ -184,6 +186,10 @@ ops! {
         Read("read") => stream::ReadOp,
         /// A write without an offset (WriteFile on a pipe).
         Write("write") => stream::WriteOp,
+        /// A send of several buffers as one (WSASend with several WSABUFs).
+        SendVectored("send_vectored") => vectored::SendVectoredOp,
+        /// A receive into several buffers (WSARecv with several WSABUFs).
+        RecvVectored("recv_vectored") => vectored::RecvVectoredOp,
         /// The end of the sending side of a connection (`shutdown(SHUT_WR)`,
         /// DisconnectEx's first half).
         Shutdown("shutdown") => shutdown::ShutdownOp,
@@ -521,4 +527,6 @@ builder!(
     SendTo,
     Read,
     Write,
+    SendVectored,
+    RecvVectored,
 );
