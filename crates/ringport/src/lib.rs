@@ -89,6 +89,7 @@ mod pool;
 mod port;
 mod sched;
 mod short_lock;
+mod signals;
 mod sys;
 
 pub use addr::Address;
@@ -97,6 +98,7 @@ pub use completion::{Accepted, Completion, GetError, Outcome};
 pub use handle::Handle;
 pub use op::{OpKind, Operation};
 pub use port::{Batch, Blocking, CompletionPort};
+pub use signals::Signals;
 pub use sys::buf::{Buffer, IoBuf, IoBufMut, RawBuf};
 pub use sys::{BackendKind, OpId};
 

@@ -57,6 +57,7 @@ use pool::FilePool;
 pub(crate) use pool::Job;
 use registry::{Core, RegState, Registration, Registry, Report};
 pub(crate) use registry::{READ, WRITE};
+pub(crate) use sys::syscall;
 use sys::Waker;
 
 /// Events per `epoll_wait`.
