@@ -147,6 +147,12 @@ pub(crate) trait SysOp: Send {
     fn makes_fd(&self) -> bool;
     /// Whether the op was asked to stop (cancelled, or its handle closed).
     fn stopping(&self) -> bool;
+    /// When the op must be done by (its deadline), if it has one: past it,
+    /// the backend cancels it (epoll: a timer).
+    fn deadline(&self) -> Option<std::time::Instant>;
+    /// io_uring: the linked timeout that cancels the request just lowered
+    /// at the op's deadline (`IORING_OP_LINK_TIMEOUT`), if it has one.
+    fn link_timeout(&mut self) -> Option<io_uring::squeue::Entry>;
 }
 
 /// A kernel result for the current stage of an op.

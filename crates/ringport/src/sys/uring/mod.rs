@@ -78,8 +78,9 @@ pub(crate) use on_target;
 
 /// How a stage began (see `Driver::begin`).
 enum Began {
-    /// A request to submit.
-    Request(squeue::Entry),
+    /// A request to submit, and the linked timeout that bounds it (its
+    /// op's deadline).
+    Request(squeue::Entry, Option<squeue::Entry>),
     /// Its non-blocking try finished it with this result.
     Done(i32),
     /// It needs no request: this is its result.
@@ -199,7 +200,13 @@ impl Driver {
     /// `Submit::Deferred`: then the caller guarantees a flush (at the end of
     /// a batch, or the poller's own at the end of its reap).
     fn push(&self, entry: squeue::Entry, submit: Submit) {
-        let backlogged = self.push_lazy(entry);
+        self.push_all(std::slice::from_ref(&entry), submit);
+    }
+
+    /// As `push`, for requests that must reach the queue together (a
+    /// request and its linked timeout).
+    fn push_all(&self, entries: &[squeue::Entry], submit: Submit) {
+        let backlogged = self.push_lazy_all(entries);
         if submit == Submit::Deferred && !backlogged {
             self.unsubmitted.store(true, Ordering::Release);
         } else {
@@ -213,15 +220,21 @@ impl Driver {
     /// first operation, the owner's wake-up read). Returns whether requests
     /// wait in the backlog, which only a submission moves on.
     fn push_lazy(&self, entry: squeue::Entry) -> bool {
+        self.push_lazy_all(std::slice::from_ref(&entry))
+    }
+
+    /// As `push_lazy`, for requests that go to the queue together.
+    fn push_lazy_all(&self, entries: &[squeue::Entry]) -> bool {
         let mut backlog = self.sq.lock();
         // SAFETY: `self.sq` is held, so this is the only SubmissionQueue
-        // view of the ring; every pointer in `entry` refers to op-table
+        // view of the ring; every pointer in the entries refers to op-table
         // memory, a buffer's heap block or a static that stays put until
-        // the op's CQE is reaped (see `lower`).
-        let pushed =
-            backlog.is_empty() && unsafe { self.ring.submission_shared().push(&entry) }.is_ok();
+        // the op's CQE is reaped (see `lower`; a linked timeout's timespec
+        // is in its op's header, in the table).
+        let pushed = backlog.is_empty()
+            && unsafe { self.ring.submission_shared().push_multiple(entries) }.is_ok();
         if !pushed {
-            backlog.push(entry);
+            backlog.extend_from_slice(entries);
             if self.may_enter() {
                 self.drain_backlog(&mut backlog);
             }
@@ -239,9 +252,17 @@ impl Driver {
                 // SAFETY: as in `push`: the lock is held, the entries'
                 // pointers stay valid until their CQEs are reaped.
                 let mut sq = unsafe { self.ring.submission_shared() };
-                // SAFETY: as above.
-                while moved < backlog.len() && unsafe { sq.push(&backlog[moved]) }.is_ok() {
-                    moved += 1;
+                while moved < backlog.len() {
+                    // A request and its linked timeout go in together.
+                    let linked = backlog
+                        .get(moved + 1)
+                        .is_some_and(|e| e.get_opcode() == u32::from(opcode::LinkTimeout::CODE));
+                    let group = &backlog[moved..moved + 1 + usize::from(linked)];
+                    // SAFETY: as above.
+                    if unsafe { sq.push_multiple(group) }.is_err() {
+                        break;
+                    }
+                    moved += group.len();
                 }
             }
             if moved < backlog.len() {
@@ -308,7 +329,7 @@ impl Driver {
             }
         }
         match self.lower(op) {
-            Ok(entry) => Began::Request(entry),
+            Ok(entry) => Began::Request(entry, op.link_timeout()),
             Err(res) => Began::Immediate(res),
         }
     }
@@ -316,7 +337,11 @@ impl Driver {
     /// Acts on what `begin` did, outside the slot lock.
     fn follow(&self, cx: &impl Sink, id: OpId, began: Began, submit: Submit) {
         match began {
-            Began::Request(entry) => self.push(entry.user_data(id.0), submit),
+            Began::Request(entry, None) => self.push(entry.user_data(id.0), submit),
+            Began::Request(entry, Some(timeout)) => {
+                let entry = entry.flags(squeue::Flags::IO_LINK).user_data(id.0);
+                self.push_all(&[entry, timeout.user_data(IGNORE)], submit);
+            }
             // SAFETY: the result of the stage's own syscall, which has
             // returned (a send: no memory was written).
             Began::Done(res) => unsafe { super::reap(cx, id, res, false, None) },
