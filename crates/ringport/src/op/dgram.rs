@@ -324,7 +324,7 @@ impl Op for SendToOp {
         self.prepare();
         epoll::send_msg(fd, &self.msg)
     }
-    fn try_first(&mut self) -> bool {
+    fn try_first(&mut self, _cx: &LowerCx) -> bool {
         !self.tried
     }
     fn finish(self, res: i32) -> Out {

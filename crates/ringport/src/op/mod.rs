@@ -144,8 +144,8 @@ macro_rules! ops {
             fn attempt(&mut self, fd: RawFd, pool: &BufPool) -> Attempt {
                 match self { $( AnyOp::$kind(op) => op.attempt(fd, pool), )* }
             }
-            fn try_first(&mut self) -> bool {
-                match self { $( AnyOp::$kind(op) => op.try_first(), )* }
+            fn try_first(&mut self, cx: &LowerCx) -> bool {
+                match self { $( AnyOp::$kind(op) => op.try_first(cx), )* }
             }
             fn filling(&mut self) -> Option<&mut Buf> {
                 match self { $( AnyOp::$kind(op) => op.filling(), )* }
@@ -260,6 +260,9 @@ pub(crate) enum Step {
     },
     /// The op is done, with this result.
     Final(i32),
+    /// The kernel posts another result for this stage (a zero-copy send's
+    /// notification): nothing to do until it comes.
+    Wait,
 }
 
 /// What a completion carries besides its header.
@@ -321,7 +324,7 @@ pub(crate) trait Op {
     }
     /// io_uring: try the current stage with [`attempt`](Self::attempt)
     /// before making it a request (see `SysOp::try_first`).
-    fn try_first(&mut self) -> bool {
+    fn try_first(&mut self, _cx: &LowerCx) -> bool {
         false
     }
     /// The buffer whose spare capacity the current stage fills.
@@ -500,8 +503,8 @@ impl SysOp for Record {
     fn attempt(&mut self, fd: RawFd, pool: &BufPool) -> Attempt {
         self.op.attempt(fd, pool)
     }
-    fn try_first(&mut self) -> bool {
-        self.op.try_first()
+    fn try_first(&mut self, cx: &LowerCx) -> bool {
+        self.op.try_first(cx)
     }
     fn filling(&mut self) -> Option<&mut Buf> {
         self.op.filling()

@@ -97,6 +97,7 @@ mod tests {
             dgram_group: 1,
             recv_len: 0,
             recv_total_cap: false,
+            zero_copy_above: None,
         };
         assert_eq!(op.lower(&cx).err(), Some(-libc::ETIME));
     }

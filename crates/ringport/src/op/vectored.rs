@@ -139,7 +139,7 @@ impl Op for SendVectoredOp {
         self.prepare();
         epoll::send_msg(fd, &self.msg)
     }
-    fn try_first(&mut self) -> bool {
+    fn try_first(&mut self, _cx: &LowerCx) -> bool {
         !self.tried
     }
     fn on_result(&mut self, r: &mut Reaped, stop: &dyn Fn() -> bool) -> Step {

@@ -102,6 +102,8 @@ pub(crate) struct LowerCx {
     /// The kernel can cap a multishot receive at a byte total
     /// ([`with_total_cap`]).
     pub recv_total_cap: bool,
+    /// Sends of at least this many bytes go out zero-copy (`SEND_ZC`).
+    pub zero_copy_above: Option<usize>,
 }
 
 pub(crate) struct Driver {
@@ -125,6 +127,8 @@ pub(crate) struct Driver {
     recv_len: u32,
     /// The kernel caps a multishot receive at a byte total (Linux 6.17).
     recv_cap: bool,
+    /// `Builder::send_zero_copy_above`, where the kernel has `SEND_ZC`.
+    zero_copy_above: Option<usize>,
     /// `Builder::coalesce`, where the kernel has min-timeout waits:
     /// completions to wait for, and microseconds after which one will do.
     coalesce: Option<(usize, u32)>,
@@ -146,6 +150,9 @@ impl Driver {
             None
         };
         let files = FileTable::new(&ring);
+        let zero_copy_above = b
+            .zero_copy_above
+            .filter(|_| probe::supports(&ring, opcode::SendZc::CODE));
         let coalesce = b
             .coalesce
             .filter(|_| ring.params().is_feature_min_timeout())
@@ -163,6 +170,7 @@ impl Driver {
             unsubmitted: AtomicBool::new(false),
             recv_len: clamp_len(b.pool_buf_size),
             recv_cap: probe::recv_total_cap(),
+            zero_copy_above,
             coalesce,
         })
     }
@@ -304,14 +312,19 @@ impl Driver {
 
     /// The request for the current stage of `op`, or its result now.
     fn lower(&self, op: &mut impl SysOp) -> Result<squeue::Entry, i32> {
-        let cx = LowerCx {
+        op.lower(&self.lower_cx(op))
+    }
+
+    /// What `op` needs to lower its current stage.
+    fn lower_cx(&self, op: &impl SysOp) -> LowerCx {
+        LowerCx {
             target: op.fd().map(|fd| self.target(fd)),
             buf_group: BGID,
             dgram_group: DGRAM_BGID,
             recv_len: self.recv_len,
             recv_total_cap: self.recv_cap,
-        };
-        op.lower(&cx)
+            zero_copy_above: self.zero_copy_above,
+        }
     }
 
     /// Begins the current stage of `op` (under its slot lock): a stage
@@ -319,7 +332,7 @@ impl Driver {
     /// it is to start now, and goes to the kernel as a request only if that
     /// would block; any other is lowered to its request.
     fn begin(&self, op: &mut impl SysOp, cx: &impl Sink, submit: Submit) -> Began {
-        if submit == Submit::Now && op.try_first() {
+        if submit == Submit::Now && op.try_first(&self.lower_cx(op)) {
             if let Some(fd) = op.fd() {
                 match op.attempt(fd, cx.pool()) {
                     super::epoll::Attempt::Done(res) => return Began::Done(res),
