@@ -28,6 +28,7 @@ pub struct Builder {
     pub(crate) pool_bufs: usize,
     pub(crate) single_thread: bool,
     pub(crate) coalesce: Option<(u32, std::time::Duration)>,
+    pub(crate) zero_copy_above: Option<usize>,
 }
 
 impl Default for Builder {
@@ -40,6 +41,9 @@ impl Default for Builder {
             pool_bufs: 256,
             single_thread: false,
             coalesce: None,
+            zero_copy_above: std::env::var("RINGPORT_SEND_ZC_ABOVE")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
         }
     }
 }
@@ -122,6 +126,26 @@ impl Builder {
         self
     }
 
+    /// Sends ([`op::SendAll`](crate::op::SendAll)) of at least `bytes`
+    /// go out zero-copy on io_uring where the kernel has it (`SEND_ZC`,
+    /// Linux 6.0): the kernel sends from the buffer itself instead of
+    /// copying it, and the completion comes only once the kernel's
+    /// notification says it is done with the buffer. Worth it for large
+    /// buffers only. Off by default (the environment variable
+    /// `RINGPORT_SEND_ZC_ABOVE=<bytes>` sets a default, for benchmarks);
+    /// ignored on epoll.
+    ///
+    /// ```
+    /// let port = ringport::CompletionPort::builder()
+    ///     .send_zero_copy_above(32 * 1024)
+    ///     .build()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn send_zero_copy_above(mut self, bytes: usize) -> Self {
+        self.zero_copy_above = Some(bytes.max(1));
+        self
+    }
+
     /// Creates the port.
     ///
     /// # Errors
@@ -146,6 +170,7 @@ impl Builder {
             pool_buf_size: self.pool_buf_size,
             single_thread: self.single_thread,
             coalesce: self.coalesce,
+            zero_copy_above: self.zero_copy_above,
             opcodes: crate::op::opcodes(),
         };
         let driver = Driver::new(wanted, &cfg)?;

@@ -43,6 +43,8 @@ enum Next {
     Final(i32),
     /// Start it again.
     Restart,
+    /// Nothing yet: the kernel posts another result for this stage.
+    Wait,
     /// Hand this completion out; the op stays posted. `rearm`: start it
     /// again (the kernel stopped it); `end`: end it with this result
     /// instead.
@@ -322,6 +324,7 @@ impl Engine {
             let next = match rec.on_result(&mut r, closed) {
                 Step::Final(res) => Next::Final(res),
                 Step::Restart => Next::Restart,
+                Step::Wait => Next::Wait,
                 Step::More { out, armed, end } => {
                     let head = &rec.head;
                     let c = Completion::of_op(
@@ -358,6 +361,7 @@ impl Engine {
                 }
             }
             Next::Restart => self.driver.start(self, id, self.submit_mode()),
+            Next::Wait => {}
             Next::Emit { c, rearm, end } => {
                 self.deliver(c);
                 if let Some(res) = end {

@@ -18,31 +18,62 @@
 //! assert_eq!((c.kind(), c.key(), c.user()), (op::OpKind::Timeout, 3, 4));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Deadlines
+//!
+//! Every operation takes a deadline (`deadline(after)` on its builder):
+//! past it, the operation is cancelled and completes with `ETIMEDOUT`,
+//! its buffer handed back. A connect timeout is a connect with a deadline.
+//!
+//! ```
+//! use ringport::{op, CompletionPort};
+//! use std::time::Duration;
+//! let port = CompletionPort::new(1)?;
+//! let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! let _client = std::net::TcpStream::connect(l.local_addr()?)?;
+//! let conn = port.associate(l.accept()?.0, 1)?;
+//! // Nothing arrives: the receive times out, buffer returned.
+//! let recv = op::Recv::new(&conn, Vec::with_capacity(8));
+//! port.submit(recv.deadline(Duration::from_millis(10)))?;
+//! let mut c = port.get(None)?;
+//! assert_eq!(c.error_code(), Some(libc::ETIMEDOUT));
+//! assert!(c.take_buf::<Vec<u8>>().is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod accept;
 mod connect;
+mod dgram;
 mod file;
 mod packet;
 mod recv;
 mod send;
 mod shutdown;
+mod stream;
 mod timeout;
+mod vectored;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use io_uring::squeue::Entry;
+use io_uring::types::Timespec;
 
 pub use accept::Accept;
 pub use connect::Connect;
+pub use dgram::{RecvFrom, RecvFromPooled, SendTo};
 pub use file::{ReadAt, WriteAt};
 pub use packet::Packet;
 pub use recv::{Recv, RecvPooled};
 pub use send::{Send, SendAll};
 pub use shutdown::Shutdown;
+pub use stream::{Read, Write};
 pub use timeout::Timeout;
+pub use vectored::{RecvVectored, SendVectored, MAX_BUFFERS};
 
+use crate::addr::Address;
 use crate::completion::Accepted;
 use crate::handle::{Handle, HandleInner};
 use crate::pool::BufPool;
@@ -113,8 +144,8 @@ macro_rules! ops {
             fn attempt(&mut self, fd: RawFd, pool: &BufPool) -> Attempt {
                 match self { $( AnyOp::$kind(op) => op.attempt(fd, pool), )* }
             }
-            fn try_first(&mut self) -> bool {
-                match self { $( AnyOp::$kind(op) => op.try_first(), )* }
+            fn try_first(&mut self, cx: &LowerCx) -> bool {
+                match self { $( AnyOp::$kind(op) => op.try_first(cx), )* }
             }
             fn filling(&mut self) -> Option<&mut Buf> {
                 match self { $( AnyOp::$kind(op) => op.filling(), )* }
@@ -167,6 +198,22 @@ ops! {
         WriteAt("write_at") => file::WriteAtOp,
         /// A timer.
         Timeout("timeout") => timeout::TimeoutOp,
+        /// A receive of one datagram with its sender's address
+        /// (WSARecvFrom).
+        RecvFrom("recv_from") => dgram::RecvFromOp,
+        /// A receive of datagrams into buffers from the port's pool, which
+        /// stays posted: one completion per datagram, with its sender.
+        RecvFromPooled("recv_from_pooled") => dgram::RecvFromPooledOp,
+        /// A send of one datagram to an address (WSASendTo).
+        SendTo("send_to") => dgram::SendToOp,
+        /// A read without an offset (ReadFile on a pipe).
+        Read("read") => stream::ReadOp,
+        /// A write without an offset (WriteFile on a pipe).
+        Write("write") => stream::WriteOp,
+        /// A send of several buffers as one (WSASend with several WSABUFs).
+        SendVectored("send_vectored") => vectored::SendVectoredOp,
+        /// A receive into several buffers (WSARecv with several WSABUFs).
+        RecvVectored("recv_vectored") => vectored::RecvVectoredOp,
         /// The end of the sending side of a connection (`shutdown(SHUT_WR)`,
         /// DisconnectEx's first half).
         Shutdown("shutdown") => shutdown::ShutdownOp,
@@ -213,6 +260,9 @@ pub(crate) enum Step {
     },
     /// The op is done, with this result.
     Final(i32),
+    /// The kernel posts another result for this stage (a zero-copy send's
+    /// notification): nothing to do until it comes.
+    Wait,
 }
 
 /// What a completion carries besides its header.
@@ -220,6 +270,8 @@ pub(crate) struct Out {
     pub result: Result<usize, i32>,
     pub buf: Option<Buf>,
     pub accepted: Option<Box<Accepted>>,
+    /// Where a datagram came from.
+    pub addr: Option<Address>,
 }
 
 impl Out {
@@ -229,6 +281,7 @@ impl Out {
             result: if res < 0 { Err(-res) } else { Ok(res as usize) },
             buf: None,
             accepted: None,
+            addr: None,
         }
     }
 
@@ -271,7 +324,7 @@ pub(crate) trait Op {
     }
     /// io_uring: try the current stage with [`attempt`](Self::attempt)
     /// before making it a request (see `SysOp::try_first`).
-    fn try_first(&mut self) -> bool {
+    fn try_first(&mut self, _cx: &LowerCx) -> bool {
         false
     }
     /// The buffer whose spare capacity the current stage fills.
@@ -321,6 +374,12 @@ pub struct Head {
     pub(crate) cancelled: bool,
     /// Completions handed out so far (the chunks of a pooled receive).
     pub(crate) seq: u64,
+    /// When the op must be done by (the builders'
+    /// `deadline`): then it is cancelled and completes with `ETIMEDOUT`.
+    pub(crate) deadline: Option<Instant>,
+    /// io_uring: what is left until the deadline, read by the kernel when
+    /// the linked timeout is submitted (in the table: it stays put).
+    pub(crate) deadline_ts: Timespec,
 }
 
 impl Head {
@@ -332,6 +391,8 @@ impl Head {
             user: 0,
             cancelled: false,
             seq: 0,
+            deadline: None,
+            deadline_ts: Timespec::new(),
         }
     }
 
@@ -343,7 +404,20 @@ impl Head {
             user: 0,
             cancelled: false,
             seq: 0,
+            deadline: None,
+            deadline_ts: Timespec::new(),
         }
+    }
+
+    /// Whether a cancellation result is the deadline's: the deadline has
+    /// passed, and nobody else asked the op to stop.
+    fn timed_out(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+            && !self.cancelled
+            && !self
+                .handle
+                .as_ref()
+                .is_some_and(|h| h.closed.load(Ordering::Acquire))
     }
 }
 
@@ -403,10 +477,12 @@ impl Record {
     }
 
     /// The final payload; a cancelled op interrupted by a signal reports
-    /// the cancellation.
+    /// the cancellation, one cancelled by its deadline `ETIMEDOUT`.
     pub(crate) fn finish(self, res: i32) -> (Head, OpKind, Out) {
         let res = if res == -libc::EINTR && self.head.cancelled {
             -libc::ECANCELED
+        } else if matches!(-res, libc::ECANCELED | libc::EINTR) && self.head.timed_out() {
+            -libc::ETIMEDOUT
         } else {
             res
         };
@@ -431,8 +507,8 @@ impl SysOp for Record {
     fn attempt(&mut self, fd: RawFd, pool: &BufPool) -> Attempt {
         self.op.attempt(fd, pool)
     }
-    fn try_first(&mut self) -> bool {
-        self.op.try_first()
+    fn try_first(&mut self, cx: &LowerCx) -> bool {
+        self.op.try_first(cx)
     }
     fn filling(&mut self) -> Option<&mut Buf> {
         self.op.filling()
@@ -442,6 +518,17 @@ impl SysOp for Record {
     }
     fn stopping(&self) -> bool {
         self.is_stopping(false)
+    }
+    fn deadline(&self) -> Option<Instant> {
+        self.head.deadline
+    }
+    fn link_timeout(&mut self) -> Option<Entry> {
+        let left = self
+            .head
+            .deadline?
+            .saturating_duration_since(Instant::now());
+        self.head.deadline_ts = Timespec::from(left);
+        Some(io_uring::opcode::LinkTimeout::new(&self.head.deadline_ts).build())
     }
 }
 
@@ -458,6 +545,9 @@ pub(crate) mod sealed {
     }
 }
 
+/// A deadline too far to be represented is about a century away.
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
 /// Generates the builder methods every operation has.
 macro_rules! builder {
     ($($ty:ident),* $(,)?) => {$(
@@ -466,6 +556,19 @@ macro_rules! builder {
             /// ([`Completion::user`](crate::Completion::user)); 0 if not set.
             pub fn user(mut self, user: u64) -> Self {
                 self.0.head.user = user;
+                self
+            }
+
+            /// A deadline, counted from this call: if the operation has not
+            /// completed `after` it, it is cancelled and completes with
+            /// `ETIMEDOUT` (its buffer handed back, as always). On io_uring
+            /// a linked timeout (`IORING_OP_LINK_TIMEOUT`) on each request
+            /// it makes; on epoll a timer. An operation the kernel
+            /// finishes first completes as usual. Example: see
+            /// [the module docs](crate::op#deadlines).
+            pub fn deadline(mut self, after: std::time::Duration) -> Self {
+                let now = Instant::now();
+                self.0.head.deadline = Some(now.checked_add(after).unwrap_or(now + FAR_FUTURE));
                 self
             }
         }
@@ -489,4 +592,62 @@ macro_rules! builder {
     )*};
 }
 
-builder!(Accept, Connect, Recv, RecvPooled, Send, SendAll, ReadAt, WriteAt, Timeout, Shutdown);
+builder!(
+    Accept,
+    Connect,
+    Recv,
+    RecvPooled,
+    Send,
+    SendAll,
+    ReadAt,
+    WriteAt,
+    Timeout,
+    Shutdown,
+    RecvFrom,
+    RecvFromPooled,
+    SendTo,
+    Read,
+    Write,
+    SendVectored,
+    RecvVectored,
+);
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::sealed::Sealed;
+    use super::*;
+    use std::time::Duration;
+
+    fn record(after: Duration) -> Record {
+        Timeout::new(Duration::from_secs(1))
+            .deadline(after)
+            .into_record()
+    }
+
+    #[test]
+    fn a_cancellation_past_the_deadline_is_a_time_out() {
+        for res in [-libc::ECANCELED, -libc::EINTR] {
+            let (_, _, out) = record(Duration::ZERO).finish(res);
+            assert_eq!(out.result, Err(libc::ETIMEDOUT));
+        }
+    }
+
+    #[test]
+    fn a_cancel_asked_for_stays_a_cancel() {
+        let mut r = record(Duration::ZERO);
+        r.head.cancelled = true;
+        assert_eq!(r.finish(-libc::ECANCELED).2.result, Err(libc::ECANCELED));
+        // Before the deadline: whoever cancelled, it was not the deadline.
+        let r = record(Duration::from_secs(60));
+        assert_eq!(r.finish(-libc::ECANCELED).2.result, Err(libc::ECANCELED));
+    }
+
+    #[test]
+    fn other_results_are_left_alone_and_no_deadline_means_no_link() {
+        let (_, _, out) = record(Duration::ZERO).finish(-libc::ECONNRESET);
+        assert_eq!(out.result, Err(libc::ECONNRESET));
+        let mut plain = Timeout::new(Duration::from_secs(1)).into_record();
+        assert!(plain.link_timeout().is_none());
+        assert!(record(Duration::from_secs(1)).link_timeout().is_some());
+    }
+}

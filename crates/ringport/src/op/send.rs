@@ -86,7 +86,7 @@ impl Op for SendOp {
         self.tried = true;
         epoll::send(fd, self.buf.bytes())
     }
-    fn try_first(&mut self) -> bool {
+    fn try_first(&mut self, _cx: &LowerCx) -> bool {
         !self.tried
     }
     fn finish(self, res: i32) -> Out {
@@ -127,6 +127,7 @@ impl SendAll {
                 buf: Buf::read_only(buf),
                 sent: 0,
                 tried: false,
+                zc_sent: None,
             }),
         })
     }
@@ -139,12 +140,38 @@ pub(crate) struct SendAllOp {
     /// Tried with a syscall already: the rest of a partial try goes to the
     /// kernel as a request (the socket buffer is full).
     tried: bool,
+    /// A zero-copy send's result, held until the kernel's notification
+    /// says it is done with the buffer.
+    zc_sent: Option<i32>,
 }
 
 impl SendAllOp {
     fn rest(&self) -> &[u8] {
         let bytes = self.buf.bytes();
         &bytes[self.sent.min(bytes.len())..]
+    }
+
+    /// Whether what is left goes out zero-copy (io_uring `SEND_ZC`).
+    fn zero_copy(&self, cx: &LowerCx) -> bool {
+        cx.zero_copy_above
+            .is_some_and(|min| self.rest().len() >= min)
+    }
+
+    /// The rules for the bytes a send got out (or its error).
+    fn sent(&mut self, res: i32, stop: &dyn Fn() -> bool) -> Step {
+        if res <= 0 {
+            return Step::Final(res);
+        }
+        self.sent += res as usize;
+        if self.sent >= self.buf.len() {
+            Step::Final(res)
+        } else if stop() {
+            // Cut short: the bytes already sent are lost to the caller's
+            // view, as with any cancelled send.
+            Step::Final(-libc::ECANCELED)
+        } else {
+            Step::Restart
+        }
     }
 }
 
@@ -155,7 +182,16 @@ impl Op for SendAllOp {
         Some(Lane::Write)
     }
     fn lower(&mut self, cx: &LowerCx) -> Result<Entry, i32> {
-        lower_send(cx, self.rest(), libc::MSG_WAITALL)
+        if !self.zero_copy(cx) {
+            return lower_send(cx, self.rest(), libc::MSG_WAITALL);
+        }
+        let rest = self.rest();
+        let (ptr, len) = (rest.as_ptr(), clamp_len(rest.len()));
+        Ok(
+            on_target!(cx.target.ok_or_else(no_fd)?, fd => opcode::SendZc::new(fd, ptr, len)
+                .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+                .build()),
+        )
     }
     fn plan(&mut self, _fd: Option<RawFd>) -> Plan {
         plan_send()
@@ -164,23 +200,21 @@ impl Op for SendAllOp {
         self.tried = true;
         epoll::send(fd, self.rest())
     }
-    fn try_first(&mut self) -> bool {
-        !self.tried
+    fn try_first(&mut self, cx: &LowerCx) -> bool {
+        // A try would copy what zero-copy is meant not to.
+        !self.tried && !self.zero_copy(cx)
     }
     fn on_result(&mut self, r: &mut Reaped, stop: &dyn Fn() -> bool) -> Step {
-        if r.res <= 0 {
-            return Step::Final(r.res);
+        if let Some(res) = self.zc_sent.take() {
+            // The notification: the kernel no longer reads the buffer.
+            return self.sent(res, stop);
         }
-        self.sent += r.res as usize;
-        if self.sent >= self.buf.len() {
-            Step::Final(r.res)
-        } else if stop() {
-            // Cut short: the bytes already sent are lost to the caller's
-            // view, as with any cancelled send.
-            Step::Final(-libc::ECANCELED)
-        } else {
-            Step::Restart
+        if r.more {
+            // A zero-copy send's result; its notification follows.
+            self.zc_sent = Some(r.res);
+            return Step::Wait;
         }
+        self.sent(r.res, stop)
     }
     fn finish(self, res: i32) -> Out {
         let sent = i32::try_from(self.sent).unwrap_or(i32::MAX);
@@ -197,7 +231,66 @@ mod tests {
             buf: Buf::read_only(vec![1u8; len]),
             sent: 0,
             tried: false,
+            zc_sent: None,
         }
+    }
+
+    fn zc_result(res: i32) -> Reaped {
+        Reaped {
+            more: true,
+            ..Reaped::res(res)
+        }
+    }
+
+    #[test]
+    fn a_zero_copy_send_completes_only_at_its_notification() {
+        let mut s = op(10);
+        assert!(matches!(
+            s.on_result(&mut zc_result(10), &|| false),
+            Step::Wait
+        ));
+        // The notification (result 0, no more to come) ends it with the
+        // bytes the send got out.
+        assert!(matches!(
+            s.on_result(&mut Reaped::res(0), &|| false),
+            Step::Final(10)
+        ));
+        assert_eq!(s.finish(10).result, Ok(10));
+    }
+
+    #[test]
+    fn a_partial_zero_copy_send_continues_after_its_notification() {
+        let mut s = op(10);
+        assert!(matches!(
+            s.on_result(&mut zc_result(4), &|| false),
+            Step::Wait
+        ));
+        assert!(matches!(
+            s.on_result(&mut Reaped::res(0), &|| false),
+            Step::Restart
+        ));
+        assert_eq!(s.rest().len(), 6);
+        // A failed zero-copy send has no notification.
+        assert!(matches!(
+            s.on_result(&mut Reaped::res(-libc::EPIPE), &|| false),
+            Step::Final(r) if r == -libc::EPIPE
+        ));
+    }
+
+    #[test]
+    fn zero_copy_is_chosen_by_size_and_skips_the_first_try() {
+        let cx = |min| LowerCx {
+            target: None,
+            buf_group: 0,
+            dgram_group: 1,
+            recv_len: 0,
+            recv_total_cap: false,
+            zero_copy_above: min,
+        };
+        let mut s = op(100);
+        assert!(s.zero_copy(&cx(Some(100))) && !s.try_first(&cx(Some(100))));
+        assert!(!s.zero_copy(&cx(Some(101))) && s.try_first(&cx(Some(101))));
+        assert!(!s.zero_copy(&cx(None)));
     }
 
     #[test]

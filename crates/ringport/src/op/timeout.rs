@@ -94,8 +94,10 @@ mod tests {
         let cx = LowerCx {
             target: None,
             buf_group: 0,
+            dgram_group: 1,
             recv_len: 0,
             recv_total_cap: false,
+            zero_copy_above: None,
         };
         assert_eq!(op.lower(&cx).err(), Some(-libc::ETIME));
     }

@@ -35,6 +35,8 @@
 
 pub(crate) mod buf;
 pub(crate) mod epoll;
+pub(crate) mod msg;
+pub(crate) mod signal;
 pub(crate) mod table;
 pub(crate) mod trim;
 pub(crate) mod uring;
@@ -109,6 +111,9 @@ pub(crate) struct Config {
     pub single_thread: bool,
     /// Wait for this many completions or this long (io_uring min-wait).
     pub coalesce: Option<(u32, Duration)>,
+    /// Sends of at least this many bytes go out zero-copy (io_uring
+    /// `SEND_ZC`, where the kernel has it).
+    pub zero_copy_above: Option<usize>,
     /// The io_uring opcodes the ops lower to (probed at set-up).
     pub opcodes: &'static [(u8, &'static str)],
 }
@@ -136,7 +141,7 @@ pub(crate) trait SysOp: Send {
     /// making it a request (a send that fits in the socket buffer is done
     /// by one syscall, as the ring would do it inline, without the ring's
     /// request and completion).
-    fn try_first(&mut self) -> bool;
+    fn try_first(&mut self, cx: &uring::LowerCx) -> bool;
     /// The buffer whose spare capacity the current stage fills, if it does:
     /// the backend commits a successful result's bytes into it.
     fn filling(&mut self) -> Option<&mut buf::Buf>;
@@ -145,6 +150,12 @@ pub(crate) trait SysOp: Send {
     fn makes_fd(&self) -> bool;
     /// Whether the op was asked to stop (cancelled, or its handle closed).
     fn stopping(&self) -> bool;
+    /// When the op must be done by (its deadline), if it has one: past it,
+    /// the backend cancels it (epoll: a timer).
+    fn deadline(&self) -> Option<std::time::Instant>;
+    /// io_uring: the linked timeout that cancels the request just lowered
+    /// at the op's deadline (`IORING_OP_LINK_TIMEOUT`), if it has one.
+    fn link_timeout(&mut self) -> Option<io_uring::squeue::Entry>;
 }
 
 /// A kernel result for the current stage of an op.

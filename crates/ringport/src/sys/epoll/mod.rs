@@ -49,11 +49,15 @@ mod registry;
 mod sys;
 mod timers;
 
-pub(crate) use io::{accept, connect, recv_into, recv_pooled, send, shutdown, Attempt};
+pub(crate) use io::{
+    accept, connect, read_into, recv_datagram_pooled, recv_into, recv_msg, recv_pooled, send,
+    send_msg, shutdown, write, Attempt,
+};
 use pool::FilePool;
 pub(crate) use pool::Job;
 use registry::{Core, RegState, Registration, Registry, Report};
 pub(crate) use registry::{READ, WRITE};
+pub(crate) use sys::syscall;
 use sys::Waker;
 
 /// Events per `epoll_wait`.
@@ -84,6 +88,8 @@ pub(crate) struct Driver {
     registry: Registry,
     waker: Arc<Waker>,
     timers: timers::Timers,
+    /// Ops' deadlines: when one is due, its op is cancelled.
+    deadlines: timers::Timers,
     /// Descriptors with data left over after [`CHUNKS_PER_TURN`].
     again: Mutex<Vec<Arc<Registration>>>,
     has_again: AtomicBool,
@@ -100,6 +106,7 @@ impl Driver {
             registry: Registry::new(),
             waker,
             timers: timers::Timers::default(),
+            deadlines: timers::Timers::default(),
             again: Mutex::new(Vec::new()),
             has_again: AtomicBool::new(false),
         })
@@ -317,6 +324,35 @@ impl Driver {
         self.registry.remove(reg);
         self.core.remove(reg);
     }
+
+    /// Stops op `id` if it waits: a timer or a file job that has not
+    /// started is removed, an op queued on its descriptor taken off it; each
+    /// is reported cancelled. A file job already running completes normally.
+    fn cancel_io(&self, cx: &impl Sink, id: OpId) {
+        if self.timers.cancel(id) || self.pool.cancel(id) {
+            // SAFETY: an error result; the op was never handed to the
+            // kernel (its timer or job was removed before it ran).
+            unsafe { super::reap(cx, id, -libc::ECANCELED, false, None) };
+            return;
+        }
+        let Some(Some(fd)) = cx.table().with(id, |op| op.fd()) else {
+            return;
+        };
+        if let Some(reg) = self.registry.get(fd) {
+            let mut st = reg.state.lock();
+            let mut found = false;
+            for q in &mut st.queue {
+                if let Some(i) = q.iter().position(|q| *q == id) {
+                    q.remove(i);
+                    found = true;
+                }
+            }
+            if found {
+                self.push_final(&reg, &mut st, id, -libc::ECANCELED);
+            }
+            self.settle(cx, &reg, st);
+        }
+    }
 }
 
 impl super::Backend for Driver {
@@ -352,9 +388,13 @@ impl super::Backend for Driver {
     }
 
     fn start(&self, cx: &impl Sink, id: OpId, _submit: Submit) {
-        let Some((plan, fd)) = cx.table().with(id, |op| (op.plan(), op.fd())) else {
+        let Some((plan, fd, deadline)) = cx
+            .table()
+            .with(id, |op| (op.plan(), op.fd(), op.deadline()))
+        else {
             return;
         };
+        let deadline = deadline.filter(|_| !matches!(plan, Plan::Now(_)));
         match (plan, fd) {
             (Plan::Io { dir, must_try }, Some(fd)) => self.start_io(cx, id, fd, dir, must_try),
             // SAFETY: an error result; no memory was handed out.
@@ -370,6 +410,16 @@ impl super::Backend for Driver {
             }
             (Plan::File(job), _) => self.pool.submit(id, job),
         }
+        if let Some(at) = deadline {
+            // Armed after the stage began (one done at once has left the
+            // table: `start` then arms nothing), once per op (a later stage
+            // keeps it). A deadline that fires after the op ended finds its
+            // id stale and does nothing.
+            if !self.deadlines.is_armed(id) {
+                let after = at.saturating_duration_since(std::time::Instant::now());
+                self.deadlines.start(cx, id, after, || self.waker.wake());
+            }
+        }
     }
 
     fn start_new<S: Sink>(&self, cx: &S, op: S::Op, submit: Submit) -> Option<OpId> {
@@ -379,31 +429,8 @@ impl super::Backend for Driver {
     }
 
     fn cancel(&self, cx: &impl Sink, id: OpId) {
-        // A timer or a file job that has not started is removed here; a
-        // file job already running completes normally.
-        if self.timers.cancel(id) || self.pool.cancel(id) {
-            // SAFETY: an error result; the op was never handed to the
-            // kernel (its timer or job was removed before it ran).
-            unsafe { super::reap(cx, id, -libc::ECANCELED, false, None) };
-            return;
-        }
-        let Some(Some(fd)) = cx.table().with(id, |op| op.fd()) else {
-            return;
-        };
-        if let Some(reg) = self.registry.get(fd) {
-            let mut st = reg.state.lock();
-            let mut found = false;
-            for q in &mut st.queue {
-                if let Some(i) = q.iter().position(|q| *q == id) {
-                    q.remove(i);
-                    found = true;
-                }
-            }
-            if found {
-                self.push_final(&reg, &mut st, id, -libc::ECANCELED);
-            }
-            self.settle(cx, &reg, st);
-        }
+        self.deadlines.cancel(id);
+        self.cancel_io(cx, id);
     }
 
     fn cancel_fd(&self, cx: &impl Sink, fd: RawFd) {
@@ -434,10 +461,17 @@ impl super::Backend for Driver {
             true => (Some(Duration::ZERO), None),
             false => super::trim::wait(cx.pool(), timeout),
         };
-        let ms = self.timers.begin_wait(timeout);
+        let ms = match (
+            self.timers.begin_wait(timeout),
+            self.deadlines.begin_wait(timeout),
+        ) {
+            (-1, ms) | (ms, -1) => ms,
+            (a, b) => a.min(b),
+        };
         let mut events = [const { std::mem::MaybeUninit::uninit() }; EVENTS];
         let ready = sys::epoll_wait(&self.core.ep, &mut events, ms);
         self.timers.end_wait();
+        self.deadlines.end_wait();
         let ready = ready?;
         if let Some(began) = trim {
             super::trim::after_wait(cx.pool(), began, ready.is_empty());
@@ -462,6 +496,10 @@ impl super::Backend for Driver {
         for id in self.timers.take_due() {
             // SAFETY: an error result (ETIME); timers hold no I/O memory.
             unsafe { super::reap(cx, id, -libc::ETIME, false, None) };
+        }
+        for id in self.deadlines.take_due() {
+            // Reported cancelled; the front end makes it ETIMEDOUT.
+            self.cancel_io(cx, id);
         }
         Ok(())
     }

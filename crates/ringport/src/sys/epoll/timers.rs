@@ -62,6 +62,11 @@ impl Timers {
         true
     }
 
+    /// Whether timer `id` is armed.
+    pub(crate) fn is_armed(&self, id: OpId) -> bool {
+        self.state.lock().keys.contains_key(&id)
+    }
+
     /// Disarms timer `id`; `true` if it was pending (the caller reports it
     /// cancelled), `false` if it already fired or was never armed.
     pub(crate) fn cancel(&self, id: OpId) -> bool {

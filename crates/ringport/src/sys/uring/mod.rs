@@ -41,6 +41,14 @@ const WAKE: u64 = 1;
 const IGNORE: u64 = 2;
 /// Buffer group id of the pooled-receive ring.
 const BGID: u16 = 0;
+/// Buffer group id of the pooled datagram ring.
+const DGRAM_BGID: u16 = 1;
+
+/// The provided-buffer rings: one for streams, one for datagrams.
+struct Rings {
+    stream: BufRing,
+    dgram: BufRing,
+}
 
 /// How a request names its descriptor.
 #[derive(Clone, Copy)]
@@ -70,8 +78,9 @@ pub(crate) use on_target;
 
 /// How a stage began (see `Driver::begin`).
 enum Began {
-    /// A request to submit.
-    Request(squeue::Entry),
+    /// A request to submit, and the linked timeout that bounds it (its
+    /// op's deadline).
+    Request(squeue::Entry, Option<squeue::Entry>),
     /// Its non-blocking try finished it with this result.
     Done(i32),
     /// It needs no request: this is its result.
@@ -85,11 +94,16 @@ pub(crate) struct LowerCx {
     pub target: Option<Target>,
     /// The provided-buffer group of pooled receives.
     pub buf_group: u16,
+    /// The provided-buffer group of pooled datagram receives (whole
+    /// buffers of the pool's buffer size).
+    pub dgram_group: u16,
     /// Most bytes one pooled-receive completion carries.
     pub recv_len: u32,
     /// The kernel can cap a multishot receive at a byte total
     /// ([`with_total_cap`]).
     pub recv_total_cap: bool,
+    /// Sends of at least this many bytes go out zero-copy (`SEND_ZC`).
+    pub zero_copy_above: Option<usize>,
 }
 
 pub(crate) struct Driver {
@@ -100,7 +114,7 @@ pub(crate) struct Driver {
     /// did not fit while only another thread could submit (a single-thread
     /// ring before or between its owner's polls).
     sq: ShortLock<Vec<squeue::Entry>>,
-    bufs: Mutex<BufRing>,
+    bufs: Mutex<Rings>,
     wake_pending: AtomicBool,
     /// Set in single-thread mode (`SINGLE_ISSUER | DEFER_TASKRUN`).
     owner: Option<Owner>,
@@ -113,6 +127,8 @@ pub(crate) struct Driver {
     recv_len: u32,
     /// The kernel caps a multishot receive at a byte total (Linux 6.17).
     recv_cap: bool,
+    /// `Builder::send_zero_copy_above`, where the kernel has `SEND_ZC`.
+    zero_copy_above: Option<usize>,
     /// `Builder::coalesce`, where the kernel has min-timeout waits:
     /// completions to wait for, and microseconds after which one will do.
     coalesce: Option<(usize, u32)>,
@@ -123,13 +139,20 @@ impl Driver {
         probe::kernel_version_ok()?;
         let ring = probe::build_ring(b.entries, b.single_thread)?;
         probe::check_opcodes(&ring, b.opcodes)?;
-        let bufs = BufRing::new(&ring, BGID, b.pool_bufs, b.pool_buf_size)?;
+        let bufs = Rings {
+            stream: BufRing::new(&ring, BGID, b.pool_bufs, b.pool_buf_size)?,
+            // A quarter as many buffers: most servers receive streams.
+            dgram: BufRing::datagrams(&ring, DGRAM_BGID, b.pool_bufs / 4, b.pool_buf_size)?,
+        };
         let owner = if b.single_thread {
             Some(Owner::new()?)
         } else {
             None
         };
         let files = FileTable::new(&ring);
+        let zero_copy_above = b
+            .zero_copy_above
+            .filter(|_| probe::supports(&ring, opcode::SendZc::CODE));
         let coalesce = b
             .coalesce
             .filter(|_| ring.params().is_feature_min_timeout())
@@ -147,6 +170,7 @@ impl Driver {
             unsubmitted: AtomicBool::new(false),
             recv_len: clamp_len(b.pool_buf_size),
             recv_cap: probe::recv_total_cap(),
+            zero_copy_above,
             coalesce,
         })
     }
@@ -184,7 +208,13 @@ impl Driver {
     /// `Submit::Deferred`: then the caller guarantees a flush (at the end of
     /// a batch, or the poller's own at the end of its reap).
     fn push(&self, entry: squeue::Entry, submit: Submit) {
-        let backlogged = self.push_lazy(entry);
+        self.push_all(std::slice::from_ref(&entry), submit);
+    }
+
+    /// As `push`, for requests that must reach the queue together (a
+    /// request and its linked timeout).
+    fn push_all(&self, entries: &[squeue::Entry], submit: Submit) {
+        let backlogged = self.push_lazy_all(entries);
         if submit == Submit::Deferred && !backlogged {
             self.unsubmitted.store(true, Ordering::Release);
         } else {
@@ -198,15 +228,21 @@ impl Driver {
     /// first operation, the owner's wake-up read). Returns whether requests
     /// wait in the backlog, which only a submission moves on.
     fn push_lazy(&self, entry: squeue::Entry) -> bool {
+        self.push_lazy_all(std::slice::from_ref(&entry))
+    }
+
+    /// As `push_lazy`, for requests that go to the queue together.
+    fn push_lazy_all(&self, entries: &[squeue::Entry]) -> bool {
         let mut backlog = self.sq.lock();
         // SAFETY: `self.sq` is held, so this is the only SubmissionQueue
-        // view of the ring; every pointer in `entry` refers to op-table
+        // view of the ring; every pointer in the entries refers to op-table
         // memory, a buffer's heap block or a static that stays put until
-        // the op's CQE is reaped (see `lower`).
-        let pushed =
-            backlog.is_empty() && unsafe { self.ring.submission_shared().push(&entry) }.is_ok();
+        // the op's CQE is reaped (see `lower`; a linked timeout's timespec
+        // is in its op's header, in the table).
+        let pushed = backlog.is_empty()
+            && unsafe { self.ring.submission_shared().push_multiple(entries) }.is_ok();
         if !pushed {
-            backlog.push(entry);
+            backlog.extend_from_slice(entries);
             if self.may_enter() {
                 self.drain_backlog(&mut backlog);
             }
@@ -224,9 +260,17 @@ impl Driver {
                 // SAFETY: as in `push`: the lock is held, the entries'
                 // pointers stay valid until their CQEs are reaped.
                 let mut sq = unsafe { self.ring.submission_shared() };
-                // SAFETY: as above.
-                while moved < backlog.len() && unsafe { sq.push(&backlog[moved]) }.is_ok() {
-                    moved += 1;
+                while moved < backlog.len() {
+                    // A request and its linked timeout go in together.
+                    let linked = backlog
+                        .get(moved + 1)
+                        .is_some_and(|e| e.get_opcode() == u32::from(opcode::LinkTimeout::CODE));
+                    let group = &backlog[moved..moved + 1 + usize::from(linked)];
+                    // SAFETY: as above.
+                    if unsafe { sq.push_multiple(group) }.is_err() {
+                        break;
+                    }
+                    moved += group.len();
                 }
             }
             if moved < backlog.len() {
@@ -268,13 +312,19 @@ impl Driver {
 
     /// The request for the current stage of `op`, or its result now.
     fn lower(&self, op: &mut impl SysOp) -> Result<squeue::Entry, i32> {
-        let cx = LowerCx {
+        op.lower(&self.lower_cx(op))
+    }
+
+    /// What `op` needs to lower its current stage.
+    fn lower_cx(&self, op: &impl SysOp) -> LowerCx {
+        LowerCx {
             target: op.fd().map(|fd| self.target(fd)),
             buf_group: BGID,
+            dgram_group: DGRAM_BGID,
             recv_len: self.recv_len,
             recv_total_cap: self.recv_cap,
-        };
-        op.lower(&cx)
+            zero_copy_above: self.zero_copy_above,
+        }
     }
 
     /// Begins the current stage of `op` (under its slot lock): a stage
@@ -282,7 +332,7 @@ impl Driver {
     /// it is to start now, and goes to the kernel as a request only if that
     /// would block; any other is lowered to its request.
     fn begin(&self, op: &mut impl SysOp, cx: &impl Sink, submit: Submit) -> Began {
-        if submit == Submit::Now && op.try_first() {
+        if submit == Submit::Now && op.try_first(&self.lower_cx(op)) {
             if let Some(fd) = op.fd() {
                 match op.attempt(fd, cx.pool()) {
                     super::epoll::Attempt::Done(res) => return Began::Done(res),
@@ -292,7 +342,7 @@ impl Driver {
             }
         }
         match self.lower(op) {
-            Ok(entry) => Began::Request(entry),
+            Ok(entry) => Began::Request(entry, op.link_timeout()),
             Err(res) => Began::Immediate(res),
         }
     }
@@ -300,7 +350,11 @@ impl Driver {
     /// Acts on what `begin` did, outside the slot lock.
     fn follow(&self, cx: &impl Sink, id: OpId, began: Began, submit: Submit) {
         match began {
-            Began::Request(entry) => self.push(entry.user_data(id.0), submit),
+            Began::Request(entry, None) => self.push(entry.user_data(id.0), submit),
+            Began::Request(entry, Some(timeout)) => {
+                let entry = entry.flags(squeue::Flags::IO_LINK).user_data(id.0);
+                self.push_all(&[entry, timeout.user_data(IGNORE)], submit);
+            }
             // SAFETY: the result of the stage's own syscall, which has
             // returned (a send: no memory was written).
             Began::Done(res) => unsafe { super::reap(cx, id, res, false, None) },
@@ -328,7 +382,7 @@ impl Driver {
     /// back to hand out what it reaped.
     fn reap_ready(&self, cx: &impl Sink) {
         let mut batch: [MaybeUninit<cqueue::Entry>; 128] = [const { MaybeUninit::uninit() }; 128];
-        let mut bufs = self.bufs.lock();
+        let mut rings = self.bufs.lock();
         let mut budget = self.ring.params().cq_entries() as usize;
         loop {
             let n = {
@@ -356,6 +410,10 @@ impl Driver {
                     _ => {}
                 }
                 let pooled = cqueue::buffer_select(flags).map(|bid| {
+                    let bufs = match rings.dgram.owns(bid) {
+                        true => &mut rings.dgram,
+                        false => &mut rings.stream,
+                    };
                     let v = cx.pool().filled(bufs.data(bid, res.max(0) as usize));
                     if bufs.done_with(cqueue::buffer_more(flags)) {
                         bufs.recycle(bid);
@@ -368,7 +426,8 @@ impl Driver {
                 // result is the new descriptor.
                 unsafe { super::reap(cx, OpId(ud), res, cqueue::more(flags), pooled) };
             }
-            bufs.publish();
+            rings.stream.publish();
+            rings.dgram.publish();
             budget = budget.saturating_sub(n);
             if n < batch.len() || budget == 0 {
                 break;

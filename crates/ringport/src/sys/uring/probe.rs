@@ -82,6 +82,12 @@ pub(super) fn build_ring(entries: u32, single_thread: bool) -> io::Result<IoUrin
 
 /// Fails unless the kernel supports every opcode the backend and the ops
 /// (`ops`) use.
+/// Whether the kernel has opcode `code` (for optional features).
+pub(super) fn supports(ring: &IoUring, code: u8) -> bool {
+    let mut probe = Probe::new();
+    ring.submitter().register_probe(&mut probe).is_ok() && probe.is_supported(code)
+}
+
 pub(super) fn check_opcodes(ring: &IoUring, ops: &[(u8, &str)]) -> io::Result<()> {
     let mut probe = Probe::new();
     ring.submitter()
