@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 
 use crate::addr::Address;
 use crate::handle::{Context, Handle, HandleInner};
-use crate::op::{OpKind, Out};
+use crate::op::{OpKind, Out, Shape};
 use crate::sys::buf::{Buf, Buffer};
 use crate::sys::OpId;
 
@@ -344,36 +344,29 @@ impl Completion {
         };
         let accepted = self.accepted.take().map(|a| *a);
         let buffer = |buf: Option<Buffer>| buf.unwrap_or_else(|| Buffer(Buf::Vec(Vec::new())));
-        match (self.kind, accepted) {
-            (OpKind::Packet, _) => Outcome::Packet(n),
-            (OpKind::Accept, Some(acc)) => match buf {
+        match (self.kind.shape(), accepted) {
+            (Shape::Packet, _) => Outcome::Packet(n),
+            (Shape::Accepted, Some(acc)) => match buf {
                 Some(data) => Outcome::AcceptedWithData(acc, n, data),
                 None => Outcome::Accepted(acc),
             },
-            (OpKind::Connect, _) => Outcome::Connected,
-            (
-                OpKind::Recv
-                | OpKind::RecvPooled
-                | OpKind::ReadAt
-                | OpKind::Read
-                | OpKind::RecvVectored,
-                _,
-            ) => Outcome::Received(n, buffer(buf)),
-            (OpKind::RecvFrom | OpKind::RecvFromPooled, _) => {
+            (Shape::Connected, _) => Outcome::Connected,
+            (Shape::Received, _) => Outcome::Received(n, buffer(buf)),
+            (Shape::ReceivedFrom, _) => {
                 let from = self.addr.take().unwrap_or(Address::Unnamed);
                 Outcome::ReceivedFrom(n, buffer(buf), from)
             }
-            (
-                OpKind::Send | OpKind::SendAll | OpKind::SendTo | OpKind::WriteAt | OpKind::Write,
-                _,
-            ) => Outcome::Sent(n, buffer(buf)),
-            (OpKind::Timeout, _) => Outcome::TimerExpired,
-            (OpKind::Shutdown, _) => Outcome::ShutDown,
-            (OpKind::Close, _) => Outcome::HandleClosed,
-            (kind, _) => Outcome::Failed(
+            (Shape::Sent, _) => Outcome::Sent(n, buffer(buf)),
+            (Shape::TimerExpired, _) => Outcome::TimerExpired,
+            (Shape::ShutDown, _) => Outcome::ShutDown,
+            (Shape::HandleClosed, _) => Outcome::HandleClosed,
+            (Shape::Accepted, None) => Outcome::Failed(
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{kind} completion without its result (taken already?)"),
+                    format!(
+                        "{} completion without its result (taken already?)",
+                        self.kind
+                    ),
                 ),
                 buf,
             ),

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use io_uring::{opcode, squeue::Entry};
 use socket2::SockRef;
 
-use super::{no_fd, Head, Op, Out, Record, Step};
+use super::{no_fd, Head, Op, Out, Record, Shape, Step};
 use crate::addr::Address;
 use crate::completion::Accepted;
 use crate::handle::Handle;
@@ -150,6 +150,7 @@ impl AcceptOp {
 }
 
 impl Op for AcceptOp {
+    const SHAPE: Shape = Shape::Accepted;
     const OPCODES: &'static [(u8, &'static str)] = &[
         (opcode::Accept::CODE, "ACCEPT"),
         (opcode::Recv::CODE, "RECV"),

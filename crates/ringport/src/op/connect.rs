@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 use io_uring::{opcode, squeue::Entry};
 use socket2::SockAddr;
 
-use super::{no_fd, Head, Op, Out, Record};
+use super::{no_fd, Head, Op, Out, Record, Shape};
 use crate::handle::Handle;
 use crate::pool::BufPool;
 use crate::sys::epoll::{self, Attempt, Plan};
@@ -69,6 +69,7 @@ pub(crate) struct ConnectOp {
 }
 
 impl Op for ConnectOp {
+    const SHAPE: Shape = Shape::Connected;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::Connect::CODE, "CONNECT")];
 
     fn lower(&mut self, cx: &LowerCx) -> Result<Entry, i32> {

@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 use io_uring::{opcode, squeue::Entry};
 use socket2::SockAddr;
 
-use super::{no_fd, Head, Lane, Op, Out, Record, Step};
+use super::{no_fd, Head, Lane, Op, Out, Record, Shape, Step};
 use crate::addr::Address;
 use crate::handle::Handle;
 use crate::pool::BufPool;
@@ -94,6 +94,7 @@ fn has_sender(res: i32) -> bool {
 }
 
 impl Op for RecvFromOp {
+    const SHAPE: Shape = Shape::ReceivedFrom;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::RecvMsg::CODE, "RECVMSG")];
 
     fn check(&mut self) -> Result<(), &'static str> {
@@ -202,6 +203,7 @@ impl RecvFromPooledOp {
 }
 
 impl Op for RecvFromPooledOp {
+    const SHAPE: Shape = Shape::ReceivedFrom;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::RecvMsgMulti::CODE, "RECVMSG")];
 
     fn lane(&self) -> Option<Lane> {
@@ -301,6 +303,7 @@ impl SendToOp {
 }
 
 impl Op for SendToOp {
+    const SHAPE: Shape = Shape::Sent;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::SendMsg::CODE, "SENDMSG")];
 
     fn lane(&self) -> Option<Lane> {

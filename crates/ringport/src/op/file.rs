@@ -7,7 +7,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry};
 
-use super::{no_fd, Head, Op, Out, Record};
+use super::{no_fd, Head, Op, Out, Record, Shape};
 use crate::handle::Handle;
 use crate::sys::buf::{Buf, IoBuf, IoBufMut};
 use crate::sys::epoll::{Job, Plan};
@@ -57,6 +57,7 @@ pub(crate) struct ReadAtOp {
 }
 
 impl Op for ReadAtOp {
+    const SHAPE: Shape = Shape::Received;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::Read::CODE, "READ")];
 
     fn check(&mut self) -> Result<(), &'static str> {
@@ -135,6 +136,7 @@ pub(crate) struct WriteAtOp {
 }
 
 impl Op for WriteAtOp {
+    const SHAPE: Shape = Shape::Sent;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::Write::CODE, "WRITE")];
 
     fn lower(&mut self, cx: &LowerCx) -> Result<Entry, i32> {

@@ -87,7 +87,7 @@ use crate::sys::{Reaped, SysOp};
 macro_rules! ops {
     (
         ops: { $( $(#[$doc:meta])* $kind:ident($name:literal) => $ty:ty, )* }
-        others: { $( $(#[$odoc:meta])* $okind:ident($oname:literal), )* }
+        others: { $( $(#[$odoc:meta])* $okind:ident($oname:literal) => $oshape:ident, )* }
     ) => {
         /// The kind of operation a completion belongs to (the seeds'
         /// `OPERATION_TYPE`).
@@ -104,6 +104,14 @@ macro_rules! ops {
         }
 
         impl OpKind {
+            /// What its completion reports (see [`Shape`]).
+            pub(crate) fn shape(self) -> Shape {
+                match self {
+                    $( OpKind::$kind => <$ty as Op>::SHAPE, )*
+                    $( OpKind::$okind => Shape::$oshape, )*
+                }
+            }
+
             /// A short lowercase name, for logs.
             ///
             /// ```
@@ -220,12 +228,37 @@ ops! {
     }
     others: {
         /// A user packet ([`Packet`], PostQueuedCompletionStatus).
-        Packet("packet"),
+        Packet("packet") => Packet,
         /// The close of a handle
         /// ([`CompletionPort::close`](crate::CompletionPort::close)): the
         /// last completion of that handle.
-        Close("close"),
+        Close("close") => HandleClosed,
     }
+}
+
+/// What a successful completion of an operation reports: the variant of
+/// [`Outcome`](crate::Outcome) it becomes. Each operation states its own
+/// ([`Op::SHAPE`]), so the completion needs no list of operation kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// A user packet's value.
+    Packet,
+    /// An accepted connection, with the first data if it waited for some.
+    Accepted,
+    /// A connection made.
+    Connected,
+    /// Bytes received or read into the buffer.
+    Received,
+    /// A datagram received, with its sender.
+    ReceivedFrom,
+    /// Bytes sent or written from the buffer.
+    Sent,
+    /// A timer's expiry.
+    TimerExpired,
+    /// The sending side shut down.
+    ShutDown,
+    /// A handle's close.
+    HandleClosed,
 }
 
 impl std::fmt::Display for OpKind {
@@ -299,6 +332,8 @@ impl Out {
 pub(crate) trait Op {
     /// The io_uring opcodes it lowers to.
     const OPCODES: &'static [(u8, &'static str)];
+    /// What its successful completion reports.
+    const SHAPE: Shape;
     /// Whether it can be posted as it is (why not, if not).
     fn check(&mut self) -> Result<(), &'static str> {
         Ok(())

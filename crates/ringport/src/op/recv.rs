@@ -7,7 +7,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry};
 
-use super::{no_fd, Head, Lane, Op, Out, Record, Step};
+use super::{no_fd, Head, Lane, Op, Out, Record, Shape, Step};
 use crate::handle::Handle;
 use crate::pool::BufPool;
 use crate::sys::buf::{Buf, IoBufMut};
@@ -55,6 +55,7 @@ pub(crate) struct RecvOp {
 }
 
 impl Op for RecvOp {
+    const SHAPE: Shape = Shape::Received;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::Recv::CODE, "RECV")];
 
     fn check(&mut self) -> Result<(), &'static str> {
@@ -185,6 +186,7 @@ impl RecvPooledOp {
 }
 
 impl Op for RecvPooledOp {
+    const SHAPE: Shape = Shape::Received;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::RecvMulti::CODE, "RECV")];
 
     fn check(&mut self) -> Result<(), &'static str> {

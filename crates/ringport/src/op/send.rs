@@ -7,7 +7,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry};
 
-use super::{no_fd, Head, Lane, Op, Out, Record, Step};
+use super::{no_fd, Head, Lane, Op, Out, Record, Shape, Step};
 use crate::handle::Handle;
 use crate::pool::BufPool;
 use crate::sys::buf::{Buf, IoBuf};
@@ -71,6 +71,7 @@ fn plan_send() -> Plan {
 }
 
 impl Op for SendOp {
+    const SHAPE: Shape = Shape::Sent;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::Send::CODE, "SEND")];
 
     fn lane(&self) -> Option<Lane> {
@@ -176,6 +177,7 @@ impl SendAllOp {
 }
 
 impl Op for SendAllOp {
+    const SHAPE: Shape = Shape::Sent;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::Send::CODE, "SEND")];
 
     fn lane(&self) -> Option<Lane> {

@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry};
 
-use super::{no_fd, Head, Lane, Op, Out, Record};
+use super::{no_fd, Head, Lane, Op, Out, Record, Shape};
 use crate::handle::Handle;
 use crate::sys::epoll::{self, Plan};
 use crate::sys::uring::{on_target, LowerCx};
@@ -44,6 +44,7 @@ impl Shutdown {
 pub(crate) struct ShutdownOp;
 
 impl Op for ShutdownOp {
+    const SHAPE: Shape = Shape::ShutDown;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::Shutdown::CODE, "SHUTDOWN")];
 
     /// Behind the sends posted before it.

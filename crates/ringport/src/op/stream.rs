@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry};
 
-use super::{no_fd, Head, Lane, Op, Out, Record};
+use super::{no_fd, Head, Lane, Op, Out, Record, Shape};
 use crate::handle::Handle;
 use crate::pool::BufPool;
 use crate::sys::buf::{Buf, IoBuf, IoBufMut};
@@ -56,6 +56,7 @@ pub(crate) struct ReadOp {
 }
 
 impl Op for ReadOp {
+    const SHAPE: Shape = Shape::Received;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::Read::CODE, "READ")];
 
     fn check(&mut self) -> Result<(), &'static str> {
@@ -127,6 +128,7 @@ pub(crate) struct WriteOp {
 }
 
 impl Op for WriteOp {
+    const SHAPE: Shape = Shape::Sent;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::Write::CODE, "WRITE")];
 
     fn lane(&self) -> Option<Lane> {

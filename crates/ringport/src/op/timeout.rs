@@ -6,7 +6,7 @@ use std::time::Duration;
 use io_uring::types::Timespec;
 use io_uring::{opcode, squeue::Entry};
 
-use super::{Head, Op, Out, Record};
+use super::{Head, Op, Out, Record, Shape};
 use crate::sys::epoll::Plan;
 use crate::sys::uring::LowerCx;
 
@@ -51,6 +51,7 @@ pub(crate) struct TimeoutOp {
 }
 
 impl Op for TimeoutOp {
+    const SHAPE: Shape = Shape::TimerExpired;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::Timeout::CODE, "TIMEOUT")];
 
     fn lower(&mut self, _cx: &LowerCx) -> Result<Entry, i32> {

@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 
 use io_uring::{opcode, squeue::Entry};
 
-use super::{no_fd, Head, Lane, Op, Out, Record, Step};
+use super::{no_fd, Head, Lane, Op, Out, Record, Shape, Step};
 use crate::handle::Handle;
 use crate::pool::BufPool;
 use crate::sys::buf::{Buf, IoBuf, IoBufMut};
@@ -113,6 +113,7 @@ impl SendVectoredOp {
 }
 
 impl Op for SendVectoredOp {
+    const SHAPE: Shape = Shape::Sent;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::SendMsg::CODE, "SENDMSG")];
 
     fn check(&mut self) -> Result<(), &'static str> {
@@ -223,6 +224,7 @@ impl RecvVectoredOp {
 }
 
 impl Op for RecvVectoredOp {
+    const SHAPE: Shape = Shape::Received;
     const OPCODES: &'static [(u8, &'static str)] = &[(opcode::RecvMsg::CODE, "RECVMSG")];
 
     fn check(&mut self) -> Result<(), &'static str> {
