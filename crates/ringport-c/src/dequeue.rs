@@ -42,7 +42,9 @@ impl Dequeued {
             key: c.key() as usize,
             overlapped: c.user() as usize,
             kind: c.kind(),
-            result: c.error_code().map_or_else(|| Ok(c.result().unwrap_or(0)), Err),
+            result: c
+                .error_code()
+                .map_or_else(|| Ok(c.result().unwrap_or(0)), Err),
             accepted,
             target: tracked.and_then(|t| t.accept),
         })
@@ -62,7 +64,7 @@ fn left(deadline: Option<Instant>) -> Option<Duration> {
 /// port.post(ringport::op::Packet::new(5).key(1).user(2))?;
 /// let d = ringport_c::dequeue::one(&port, None)?;
 /// assert_eq!((d.key, d.overlapped, d.result), (1, 2, Ok(5)));
-/// # Ok::<(), ringport::GetError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Errors
@@ -90,7 +92,7 @@ thread_local! {
 /// let mut out = Vec::new();
 /// ringport_c::dequeue::many(&port, 8, None, &mut out)?;
 /// assert_eq!(out.len(), 3);
-/// # Ok::<(), ringport::GetError>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Errors

@@ -4,7 +4,7 @@
 //! (the FFI layer turns the caller's pointers into buffers first).
 //!
 //! Every operation carries the address of its OVERLAPPED as its user value
-//! and is tracked on its descriptor ([`Tracker`]) until it is dequeued.
+//! and is tracked on its descriptor ([`Tracker`](crate::registry::Tracker)) until it is dequeued.
 
 use std::os::fd::RawFd;
 

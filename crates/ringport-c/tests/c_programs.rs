@@ -39,7 +39,10 @@ both_backends!(
 
 fn api(kind: BackendKind) {
     let out = harness::run(Program::ApiTest, kind, &[]);
-    assert_eq!(out.trim(), format!("api: ok (backend {})", harness::name(kind)));
+    assert_eq!(
+        out.trim(),
+        format!("api: ok (backend {})", harness::name(kind))
+    );
 }
 
 fn concurrency(kind: BackendKind) {

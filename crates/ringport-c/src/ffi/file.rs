@@ -6,7 +6,9 @@ use std::os::fd::RawFd;
 
 use ringport::op;
 
-use super::{errno, fail, fd_is_open, guard, raw_buf, set_status, BOOL, DWORD, FALSE, OVERLAPPED, TRUE};
+use super::{
+    errno, fail, fd_is_open, guard, raw_buf, set_status, BOOL, DWORD, FALSE, OVERLAPPED, TRUE,
+};
 use crate::error::{self, code};
 use crate::io::{self, PostError};
 use crate::registry;

@@ -4,7 +4,7 @@
 //! `sync`) is safe Rust.
 //!
 //! Rules every function here follows:
-//! * its body runs inside [`guard`], so a Rust panic becomes a failure
+//! * its body runs inside `guard`, so a Rust panic becomes a failure
 //!   return with `ERROR_INTERNAL_ERROR`, never an unwind into C;
 //! * a NULL pointer, an unknown handle or a closed socket is a failure
 //!   return (`FALSE`, `SOCKET_ERROR`, `NULL`) with the Win32 code set,

@@ -72,9 +72,11 @@ fn errno_of_post(e: PostError) -> c_int {
 /// ```
 #[no_mangle]
 pub extern "C" fn ringport_port_new(concurrency: u32) -> *mut c_void {
-    guard(std::ptr::null_mut(), || match CompletionPort::new(concurrency as usize) {
-        Ok(p) => registry::insert(Object::Port(p)) as *mut c_void,
-        Err(_) => std::ptr::null_mut(),
+    guard(std::ptr::null_mut(), || {
+        match CompletionPort::new(concurrency as usize) {
+            Ok(p) => registry::insert(Object::Port(p)) as *mut c_void,
+            Err(_) => std::ptr::null_mut(),
+        }
     })
 }
 
@@ -119,7 +121,9 @@ pub extern "C" fn ringport_port_backend(port: *mut c_void) -> *const c_char {
 /// ```
 #[no_mangle]
 pub extern "C" fn ringport_port_concurrency(port: *mut c_void) -> u32 {
-    guard(0, || registry::port(port as usize).map_or(0, |p| p.concurrency() as u32))
+    guard(0, || {
+        registry::port(port as usize).map_or(0, |p| p.concurrency() as u32)
+    })
 }
 
 /// Threads waiting on the port now (in `ringport_get` or
@@ -130,7 +134,9 @@ pub extern "C" fn ringport_port_concurrency(port: *mut c_void) -> u32 {
 /// ```
 #[no_mangle]
 pub extern "C" fn ringport_port_waiting(port: *mut c_void) -> u32 {
-    guard(0, || registry::port(port as usize).map_or(0, |p| p.waiting_threads() as u32))
+    guard(0, || {
+        registry::port(port as usize).map_or(0, |p| p.waiting_threads() as u32)
+    })
 }
 
 /// Associates a descriptor with the port under `key`; the port owns it
@@ -165,7 +171,12 @@ pub extern "C" fn ringport_associate(port: *mut c_void, fd: c_int, key: u64) -> 
 /// ringport_post(port, 0, NULL, 0); /* wake a worker */
 /// ```
 #[no_mangle]
-pub extern "C" fn ringport_post(port: *mut c_void, key: u64, user: *mut c_void, value: usize) -> c_int {
+pub extern "C" fn ringport_post(
+    port: *mut c_void,
+    key: u64,
+    user: *mut c_void,
+    value: usize,
+) -> c_int {
     guard(-libc::EINVAL, || {
         let port = match port_of(port) {
             Ok(p) => p,
@@ -198,7 +209,11 @@ fn get_errno(e: &GetError) -> c_int {
 /// if (ringport_get(port, &c, -1) == 0 && c.result < 0) handle_error(-c.result);
 /// ```
 #[no_mangle]
-pub unsafe extern "C" fn ringport_get(port: *mut c_void, out: *mut ringport_completion, timeout_ms: c_int) -> c_int {
+pub unsafe extern "C" fn ringport_get(
+    port: *mut c_void,
+    out: *mut ringport_completion,
+    timeout_ms: c_int,
+) -> c_int {
     guard(-libc::EINVAL, || {
         if out.is_null() {
             return -libc::EINVAL;
@@ -245,7 +260,12 @@ pub unsafe extern "C" fn ringport_get_many(
         };
         crate::sync::set_current_port(h, &port);
         let mut got = Vec::new();
-        if let Err(e) = dequeue::many(&port, max.min(i32::MAX as usize), timeout(timeout_ms), &mut got) {
+        if let Err(e) = dequeue::many(
+            &port,
+            max.min(i32::MAX as usize),
+            timeout(timeout_ms),
+            &mut got,
+        ) {
             return get_errno(&e);
         }
         let n = got.len();
@@ -272,7 +292,12 @@ fn posted(r: Result<ringport::OpId, PostError>) -> c_int {
 /// ringport_recv(fd, conn->buf, sizeof conn->buf, conn);
 /// ```
 #[no_mangle]
-pub unsafe extern "C" fn ringport_recv(fd: c_int, buf: *mut c_void, len: usize, user: *mut c_void) -> c_int {
+pub unsafe extern "C" fn ringport_recv(
+    fd: c_int,
+    buf: *mut c_void,
+    len: usize,
+    user: *mut c_void,
+) -> c_int {
     guard(-libc::EINVAL, || {
         if buf.is_null() || len == 0 {
             return -libc::EINVAL;
@@ -281,7 +306,9 @@ pub unsafe extern "C" fn ringport_recv(fd: c_int, buf: *mut c_void, len: usize, 
         // completion is dequeued (this API's contract).
         let b = unsafe { raw_buf(buf.cast(), 0, len) };
         let u = user as usize;
-        posted(io::submit(fd, u, None, |h| op::Recv::new(h, b).user(u as u64)))
+        posted(io::submit(fd, u, None, |h| {
+            op::Recv::new(h, b).user(u as u64)
+        }))
     })
 }
 
@@ -292,7 +319,12 @@ pub unsafe extern "C" fn ringport_recv(fd: c_int, buf: *mut c_void, len: usize, 
 /// ringport_send(fd, conn->buf, n, conn);
 /// ```
 #[no_mangle]
-pub unsafe extern "C" fn ringport_send(fd: c_int, buf: *const c_void, len: usize, user: *mut c_void) -> c_int {
+pub unsafe extern "C" fn ringport_send(
+    fd: c_int,
+    buf: *const c_void,
+    len: usize,
+    user: *mut c_void,
+) -> c_int {
     guard(-libc::EINVAL, || {
         if buf.is_null() && len > 0 {
             return -libc::EINVAL;
@@ -300,7 +332,9 @@ pub unsafe extern "C" fn ringport_send(fd: c_int, buf: *const c_void, len: usize
         // SAFETY: as ringport_recv, read-only.
         let b = unsafe { raw_buf(buf.cast_mut().cast(), len, len) };
         let u = user as usize;
-        posted(io::submit(fd, u, None, |h| op::SendAll::new(h, b).user(u as u64)))
+        posted(io::submit(fd, u, None, |h| {
+            op::SendAll::new(h, b).user(u as u64)
+        }))
     })
 }
 
@@ -314,7 +348,9 @@ pub unsafe extern "C" fn ringport_send(fd: c_int, buf: *const c_void, len: usize
 pub extern "C" fn ringport_accept(fd: c_int, user: *mut c_void) -> c_int {
     guard(-libc::EINVAL, || {
         let u = user as usize;
-        posted(io::submit(fd, u, None, |h| op::Accept::new(h).user(u as u64)))
+        posted(io::submit(fd, u, None, |h| {
+            op::Accept::new(h).user(u as u64)
+        }))
     })
 }
 
@@ -336,7 +372,9 @@ pub unsafe extern "C" fn ringport_connect(
             return -libc::EINVAL;
         };
         let u = user as usize;
-        posted(io::submit(fd, u, None, |h| op::Connect::new(h, a).user(u as u64)))
+        posted(io::submit(fd, u, None, |h| {
+            op::Connect::new(h, a).user(u as u64)
+        }))
     })
 }
 
@@ -360,7 +398,9 @@ pub unsafe extern "C" fn ringport_read_at(
         // SAFETY: as ringport_recv.
         let b = unsafe { raw_buf(buf.cast(), 0, len) };
         let u = user as usize;
-        posted(io::submit(fd, u, None, |h| op::ReadAt::new(h, b).at(offset).user(u as u64)))
+        posted(io::submit(fd, u, None, |h| {
+            op::ReadAt::new(h, b).at(offset).user(u as u64)
+        }))
     })
 }
 
@@ -384,7 +424,9 @@ pub unsafe extern "C" fn ringport_write_at(
         // SAFETY: as ringport_send.
         let b = unsafe { raw_buf(buf.cast_mut().cast(), len, len) };
         let u = user as usize;
-        posted(io::submit(fd, u, None, |h| op::WriteAt::new(h, b).at(offset).user(u as u64)))
+        posted(io::submit(fd, u, None, |h| {
+            op::WriteAt::new(h, b).at(offset).user(u as u64)
+        }))
     })
 }
 

@@ -201,7 +201,9 @@ pub unsafe extern "C" fn GetQueuedCompletionStatus(
     dwMilliseconds: DWORD,
 ) -> BOOL {
     guard(FALSE, || {
-        if lpNumberOfBytesTransferred.is_null() || lpCompletionKey.is_null() || lpOverlapped.is_null()
+        if lpNumberOfBytesTransferred.is_null()
+            || lpCompletionKey.is_null()
+            || lpOverlapped.is_null()
         {
             return fail(code::ERROR_INVALID_PARAMETER, FALSE);
         }

@@ -502,9 +502,10 @@ pub unsafe extern "C" fn AcceptEx(
     lpOverlapped: *mut OVERLAPPED,
 ) -> BOOL {
     guard(FALSE, || {
-        let (Some(listener), Some(target)) =
-            (registry::as_fd(sListenSocket), registry::as_fd(sAcceptSocket))
-        else {
+        let (Some(listener), Some(target)) = (
+            registry::as_fd(sListenSocket),
+            registry::as_fd(sAcceptSocket),
+        ) else {
             return fail(code::WSAENOTSOCK, FALSE);
         };
         if !fd_is_open(target) || !fd_is_open(listener) {
@@ -537,13 +538,7 @@ pub unsafe extern "C" fn AcceptEx(
             // SAFETY: AcceptEx's contract: the output buffer stays valid
             // until the completion is dequeued; its first
             // `dwReceiveDataLength` bytes take the first data.
-            unsafe {
-                raw_buf(
-                    lpOutputBuffer.cast(),
-                    0,
-                    dwReceiveDataLength as usize,
-                )
-            }
+            unsafe { raw_buf(lpOutputBuffer.cast(), 0, dwReceiveDataLength as usize) }
         });
         // SAFETY: non-NULL, the caller's OVERLAPPED.
         unsafe { set_status(lpOverlapped, code::STATUS_PENDING, 0) };
@@ -604,10 +599,7 @@ pub unsafe extern "C" fn GetAcceptExSockaddrs(
     RemoteSockaddrLength: *mut i32,
 ) {
     guard((), || {
-        if lpOutputBuffer.is_null()
-            || dwLocalAddressLength < 2
-            || dwRemoteAddressLength < 2
-        {
+        if lpOutputBuffer.is_null() || dwLocalAddressLength < 2 || dwRemoteAddressLength < 2 {
             return fail(code::ERROR_INVALID_PARAMETER, ());
         }
         let base = lpOutputBuffer.cast::<u8>();

@@ -469,7 +469,11 @@ pub unsafe extern "C" fn GetSystemInfo(lpSystemInfo: *mut SYSTEM_INFO) {
         si.dwPageSize = 4096;
         si.lpMinimumApplicationAddress = 0x10000 as *mut c_void;
         si.lpMaximumApplicationAddress = 0x7FFF_FFFE_FFFF_usize as *mut c_void;
-        si.dwActiveProcessorMask = if cpus >= 64 { usize::MAX } else { (1 << cpus) - 1 };
+        si.dwActiveProcessorMask = if cpus >= 64 {
+            usize::MAX
+        } else {
+            (1 << cpus) - 1
+        };
         si.dwNumberOfProcessors = cpus as DWORD;
         si.dwProcessorType = 8664;
         si.dwAllocationGranularity = 65536;

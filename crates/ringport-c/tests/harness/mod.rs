@@ -222,7 +222,10 @@ fn command(p: Program, env: &[(&str, &str)], args: &[&str]) -> Command {
     }
     // A leak report fails the run; the allocations of threads still
     // running at exit are not leaks.
-    cmd.env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=23");
+    cmd.env(
+        "ASAN_OPTIONS",
+        "detect_leaks=1:abort_on_error=0:exitcode=23",
+    );
     cmd
 }
 
@@ -420,11 +423,23 @@ fn unformat(text: &str) -> String {
 ///   half a pointer on Win64), the key's out-parameter as `(PULONG_PTR)&`
 ///   (an `LPDWORD` is the wrong type there), and `int main`.
 fn seed_003_text(text: &str) -> String {
-    let start = text.find("#i nclude <winsock2.h>").expect("seed 003's code");
+    let start = text
+        .find("#i nclude <winsock2.h>")
+        .expect("seed 003's code");
     let code = unformat(&text[start..]);
     let code = edit(&code, "#i nclude", "#include", 3);
-    let code = edit(&code, "(DWORD) PerHandleData", "(ULONG_PTR) PerHandleData", 1);
-    let code = edit(&code, "(LPDWORD)&PerHandleData", "(PULONG_PTR)&PerHandleData", 1);
+    let code = edit(
+        &code,
+        "(DWORD) PerHandleData",
+        "(ULONG_PTR) PerHandleData",
+        1,
+    );
+    let code = edit(
+        &code,
+        "(LPDWORD)&PerHandleData",
+        "(PULONG_PTR)&PerHandleData",
+        1,
+    );
     edit(&code, "void main(void)", "int main(void)", 1)
 }
 
@@ -437,8 +452,12 @@ fn seed_003_text(text: &str) -> String {
 /// * Win64's edits, as for seed 003: `(ULONG_PTR)` key, `(PULONG_PTR)&`
 ///   out-parameter, `int main`.
 fn seed_000_text(text: &str) -> String {
-    let start = text.find("#include \"winerror.h\"").expect("seed 000's code");
-    let end = text.find("好了，本篇文章").expect("seed 000's closing remarks");
+    let start = text
+        .find("#include \"winerror.h\"")
+        .expect("seed 000's code");
+    let end = text
+        .find("好了，本篇文章")
+        .expect("seed 000's closing remarks");
     let code = unformat(&text[start..end]);
     let mut lines: Vec<String> = code.lines().map(str::to_string).collect();
     let first = lines
@@ -465,7 +484,12 @@ fn seed_000_text(text: &str) -> String {
     assert!(i > first, "the macro's continuations were found");
     let code = lines.join("\n") + "\n";
     let code = edit(&code, "(DWORD)PerHandleData", "(ULONG_PTR)PerHandleData", 1);
-    let code = edit(&code, "(LPDWORD)&PerHandleData", "(PULONG_PTR)&PerHandleData", 1);
+    let code = edit(
+        &code,
+        "(LPDWORD)&PerHandleData",
+        "(PULONG_PTR)&PerHandleData",
+        1,
+    );
     edit(&code, "void main()", "int main()", 1)
 }
 
