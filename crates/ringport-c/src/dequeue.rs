@@ -59,13 +59,6 @@ fn left(deadline: Option<Instant>) -> Option<Duration> {
 /// Dequeues one completion (`GetQueuedCompletionStatus`), waiting at most
 /// `timeout`.
 ///
-/// ```
-/// let port = ringport::CompletionPort::new(1)?;
-/// port.post(ringport::op::Packet::new(5).key(1).user(2))?;
-/// let d = ringport_c::dequeue::one(&port, None)?;
-/// assert_eq!((d.key, d.overlapped, d.result), (1, 2, Ok(5)));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 ///
 /// # Errors
 /// As [`CompletionPort::get`].
@@ -86,14 +79,6 @@ thread_local! {
 /// Dequeues up to `max` completions (`GetQueuedCompletionStatusEx`) into
 /// `out`, waiting at most `timeout` for the first.
 ///
-/// ```
-/// let port = ringport::CompletionPort::new(1)?;
-/// for i in 0..3 { port.post(ringport::op::Packet::new(i))?; }
-/// let mut out = Vec::new();
-/// ringport_c::dequeue::many(&port, 8, None, &mut out)?;
-/// assert_eq!(out.len(), 3);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
 ///
 /// # Errors
 /// As [`CompletionPort::get_many`].

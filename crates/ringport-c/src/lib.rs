@@ -24,25 +24,31 @@
 //! `docs/PORTING.md` maps each call and says what differs on Linux.
 //!
 //! # Layout
-//! * [`ffi`]: every `extern "C"` function and all of the crate's unsafe code;
-//! * [`registry`]: what a `HANDLE` or `SOCKET` names;
-//! * [`io`]: posting, cancelling and closing; [`dequeue`]: completions as
+//! * `ffi`: every `extern "C"` function and all of the crate's unsafe code;
+//! * `registry`: what a `HANDLE` or `SOCKET` names;
+//! * `io`: posting, cancelling and closing; `dequeue`: completions as
 //!   Win32 reports them;
-//! * [`sync`]: threads, events, critical sections and the running slot;
-//! * [`error`]: last errors and the Linux → Win32 code mapping.
+//! * `sync`: threads, events, critical sections and the running slot;
+//! * `error`: last errors and the Linux → Win32 code mapping.
+//!
+//! The Rust items are the C functions of [`ffi`], documented with C
+//! examples; the modules behind them are private.
 //!
 //! ```
-//! // The Rust side is a library for C; its safe parts can be used directly.
-//! assert_eq!(ringport_c::error::win32_from_errno(libc::ECONNRESET), 64);
+//! // From Rust they are plain `extern "C"` functions.
+//! use ringport_c::ffi::port::{CloseHandle, CreateIoCompletionPort};
+//! let port = CreateIoCompletionPort(usize::MAX as *mut _, std::ptr::null_mut(), 0, 1);
+//! assert!(!port.is_null());
+//! assert_eq!(CloseHandle(port), 1);
 //! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(unsafe_code)]
 
-pub mod dequeue;
-pub mod error;
+mod dequeue;
+mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
-pub mod io;
-pub mod registry;
-pub mod sync;
+mod io;
+mod registry;
+mod sync;

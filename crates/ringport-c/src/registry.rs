@@ -40,15 +40,6 @@ static OBJECTS: LazyLock<RwLock<HashMap<usize, Object>>> = LazyLock::new(Default
 static NEXT: AtomicUsize = AtomicUsize::new(FIRST_OBJECT);
 
 /// Enters an object; its handle value.
-///
-/// ```
-/// use ringport_c::registry::{self, Object};
-/// let h = registry::insert(Object::Port(ringport::CompletionPort::new(1)?));
-/// assert!(matches!(registry::object(h), Some(Object::Port(_))));
-/// assert!(registry::remove(h).is_some());
-/// assert!(registry::object(h).is_none());
-/// # Ok::<(), std::io::Error>(())
-/// ```
 pub fn insert(object: Object) -> usize {
     let h = NEXT.fetch_add(4, Ordering::Relaxed);
     OBJECTS.write().insert(h, object);
@@ -74,11 +65,6 @@ pub fn remove(h: usize) -> Option<Object> {
 }
 
 /// The descriptor a handle value stands for, if it can be one.
-///
-/// ```
-/// assert_eq!(ringport_c::registry::as_fd(5), Some(5));
-/// assert_eq!(ringport_c::registry::as_fd(usize::MAX), None);
-/// ```
 pub fn as_fd(h: usize) -> Option<RawFd> {
     RawFd::try_from(h).ok().filter(|fd| *fd >= 0)
 }

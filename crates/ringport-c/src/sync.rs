@@ -36,11 +36,6 @@ pub fn set_current_port(h: usize, port: &CompletionPort) {
 
 /// Runs `wait` with the calling thread's running slot given back to its
 /// port (if it holds one), so that another worker may run meanwhile.
-///
-/// ```
-/// let answer = ringport_c::sync::blocking(|| 42);
-/// assert_eq!(answer, 42);
-/// ```
 pub fn blocking<R>(wait: impl FnOnce() -> R) -> R {
     let port = CURRENT_PORT.with(|c| c.borrow().as_ref().map(|(_, p)| p.clone()));
     match port {
@@ -81,12 +76,6 @@ static STATE: LazyLock<(Mutex<()>, Condvar)> = LazyLock::new(Default::default);
 
 impl Waitable {
     /// A new object, signalled or not.
-    ///
-    /// ```
-    /// use ringport_c::sync::{Waitable, WaitKind};
-    /// let e = Waitable::new(WaitKind::ManualEvent, true);
-    /// assert!(e.is_signalled());
-    /// ```
     pub fn new(kind: WaitKind, signalled: bool) -> Waitable {
         Waitable {
             kind,
@@ -143,16 +132,6 @@ pub enum WaitResult {
 /// Waits until one (or, with `all`, every) object is signalled, at most
 /// `timeout` (`None`: forever). Satisfying a wait resets auto-reset events.
 /// The running slot is free while the wait blocks.
-///
-/// ```
-/// use ringport_c::sync::{wait, Waitable, WaitKind, WaitResult};
-/// use std::time::Duration;
-/// let a = Waitable::new(WaitKind::AutoEvent, false);
-/// let b = Waitable::new(WaitKind::AutoEvent, true);
-/// assert_eq!(wait(&[&a, &b], false, Some(Duration::ZERO)), WaitResult::Signalled(1));
-/// assert!(!b.is_signalled(), "an auto-reset event is reset by the wait");
-/// assert_eq!(wait(&[&a, &b], false, Some(Duration::ZERO)), WaitResult::TimedOut);
-/// ```
 pub fn wait(objects: &[&Waitable], all: bool, timeout: Option<Duration>) -> WaitResult {
     let deadline = timeout.map(|t| Instant::now() + t);
     let (lock, cv) = &*STATE;
@@ -218,14 +197,6 @@ impl Default for CriticalSection {
 impl CriticalSection {
     /// `EnterCriticalSection`: if another thread holds it, the wait frees
     /// the running slot.
-    ///
-    /// ```
-    /// let cs = ringport_c::sync::CriticalSection::default();
-    /// cs.enter();
-    /// cs.enter(); // recursive, as on Windows
-    /// assert!(cs.leave() && cs.leave());
-    /// assert!(!cs.leave(), "not held any more");
-    /// ```
     pub fn enter(&self) {
         if !self.0.try_lock() {
             blocking(|| self.0.lock());

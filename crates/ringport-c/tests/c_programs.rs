@@ -2,8 +2,9 @@
 //! programs with gcc and g++ against the Win32 headers, and each runs on
 //! both backends over loopback.
 //!
-//! * `api` and `concurrency` are self-checking C tests (`tests/c/`):
-//!   Win32 return conventions and bad arguments; NumberOfConcurrentThreads.
+//! * `api`, `native` and `concurrency` are self-checking C tests
+//!   (`tests/c/`): Win32 return conventions and bad arguments; the native
+//!   API of `ringport.h`; NumberOfConcurrentThreads.
 //! * `fallback` forbids io_uring with seccomp from C: epoll takes over.
 //! * `echo_server` (seed 003's shape): 50 clients, random sizes,
 //!   byte-exact; `message_server` (seed 000's): messages printed, reset and
@@ -29,6 +30,7 @@ use ringport::BackendKind;
 
 both_backends!(
     api,
+    native,
     concurrency,
     echo_server_50_clients,
     message_server,
@@ -42,6 +44,14 @@ fn api(kind: BackendKind) {
     assert_eq!(
         out.trim(),
         format!("api: ok (backend {})", harness::name(kind))
+    );
+}
+
+fn native(kind: BackendKind) {
+    let out = harness::run(Program::NativeTest, kind, &[]);
+    assert_eq!(
+        out.trim(),
+        format!("native: ok (backend {})", harness::name(kind))
     );
 }
 

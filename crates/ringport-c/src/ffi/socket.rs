@@ -709,3 +709,46 @@ pub unsafe extern "C" fn WSAGetOverlappedResult(
         }
     })
 }
+
+/// `WSARecvFrom`: declared so that datagram code builds; it fails with
+/// `WSAEOPNOTSUPP` until the port has datagram operations.
+///
+/// ```c
+/// if (WSARecvFrom(s, &b, 1, NULL, &flags, (SOCKADDR *)&from, &fromlen, &ov, NULL) == SOCKET_ERROR
+///     && WSAGetLastError() == WSAEOPNOTSUPP) no_udp_yet();
+/// ```
+#[no_mangle]
+pub extern "C" fn WSARecvFrom(
+    _s: usize,
+    _lpBuffers: *mut WSABUF,
+    _dwBufferCount: DWORD,
+    _lpNumberOfBytesRecvd: *mut DWORD,
+    _lpFlags: *mut DWORD,
+    _lpFrom: *mut libc::sockaddr,
+    _lpFromlen: *mut i32,
+    _lpOverlapped: *mut OVERLAPPED,
+    _lpCompletionRoutine: *mut c_void,
+) -> i32 {
+    fail(code::WSAEOPNOTSUPP, SOCKET_ERROR)
+}
+
+/// `WSASendTo`: declared so that datagram code builds; it fails with
+/// `WSAEOPNOTSUPP` until the port has datagram operations.
+///
+/// ```c
+/// WSASendTo(s, &b, 1, NULL, 0, (SOCKADDR *)&to, sizeof to, &ov, NULL);
+/// ```
+#[no_mangle]
+pub extern "C" fn WSASendTo(
+    _s: usize,
+    _lpBuffers: *mut WSABUF,
+    _dwBufferCount: DWORD,
+    _lpNumberOfBytesSent: *mut DWORD,
+    _dwFlags: DWORD,
+    _lpTo: *const libc::sockaddr,
+    _iTolen: i32,
+    _lpOverlapped: *mut OVERLAPPED,
+    _lpCompletionRoutine: *mut c_void,
+) -> i32 {
+    fail(code::WSAEOPNOTSUPP, SOCKET_ERROR)
+}

@@ -285,8 +285,8 @@ pub extern "C" fn Sleep(dwMilliseconds: DWORD) {
 /// allocated by `InitializeCriticalSection` and pointed at by `DebugInfo`.
 #[repr(C)]
 pub struct CRITICAL_SECTION {
-    /// The lock.
-    pub DebugInfo: *mut CriticalSection,
+    /// The lock (a `Box` made by `InitializeCriticalSection`).
+    pub DebugInfo: *mut c_void,
     /// Unused.
     pub LockCount: i32,
     /// Unused.
@@ -311,7 +311,7 @@ pub unsafe extern "C" fn InitializeCriticalSection(lpCriticalSection: *mut CRITI
         let Some(cs) = (unsafe { lpCriticalSection.as_mut() }) else {
             return fail(code::ERROR_INVALID_PARAMETER, ());
         };
-        cs.DebugInfo = Box::into_raw(Box::default());
+        cs.DebugInfo = Box::into_raw(Box::<CriticalSection>::default()).cast();
         cs.LockCount = -1;
         cs.RecursionCount = 0;
         cs.OwningThread = std::ptr::null_mut();
@@ -345,7 +345,10 @@ pub unsafe extern "C" fn InitializeCriticalSectionAndSpinCount(
 /// `DeleteCriticalSection`.
 unsafe fn lock_of<'a>(cs: *mut CRITICAL_SECTION) -> Option<&'a CriticalSection> {
     // SAFETY: per the caller; DebugInfo is NULL or our boxed lock.
-    unsafe { cs.as_ref().and_then(|cs| cs.DebugInfo.as_ref()) }
+    unsafe {
+        cs.as_ref()
+            .and_then(|cs| cs.DebugInfo.cast::<CriticalSection>().as_ref())
+    }
 }
 
 /// `EnterCriticalSection` (recursive). If another thread holds it, the
@@ -417,7 +420,7 @@ pub unsafe extern "C" fn DeleteCriticalSection(lpCriticalSection: *mut CRITICAL_
         if !lock.is_null() {
             // SAFETY: made by Box::into_raw in InitializeCriticalSection and
             // taken out of the section just now, so freed once.
-            drop(unsafe { Box::from_raw(lock) });
+            drop(unsafe { Box::from_raw(lock.cast::<CriticalSection>()) });
         }
     })
 }

@@ -69,6 +69,7 @@ fn env_value(kind: BackendKind) -> &'static str {
 #[derive(Clone, Copy, Debug)]
 pub enum Program {
     ApiTest,
+    NativeTest,
     ConcurrencyTest,
     FallbackTest,
     EchoServer,
@@ -79,8 +80,9 @@ pub enum Program {
 }
 
 impl Program {
-    const ALL: [Program; 8] = [
+    const ALL: [Program; 9] = [
         Program::ApiTest,
+        Program::NativeTest,
         Program::ConcurrencyTest,
         Program::FallbackTest,
         Program::EchoServer,
@@ -93,6 +95,7 @@ impl Program {
     fn name(self) -> &'static str {
         match self {
             Program::ApiTest => "api_test",
+            Program::NativeTest => "native_test",
             Program::ConcurrencyTest => "concurrency_test",
             Program::FallbackTest => "fallback_test",
             Program::EchoServer => "echo_server",
@@ -108,6 +111,7 @@ impl Program {
         let krate = Path::new(env!("CARGO_MANIFEST_DIR"));
         let file = match self {
             Program::ApiTest => "tests/c/api_test.c",
+            Program::NativeTest => "tests/c/native_test.c",
             Program::ConcurrencyTest => "tests/c/concurrency_test.c",
             Program::FallbackTest => "tests/c/fallback_test.c",
             Program::EchoServer => "examples/echo_server.c",
