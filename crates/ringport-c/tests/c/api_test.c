@@ -291,6 +291,73 @@ static void accept_ex_connect_ex(void)
     CHECK(closesocket(c) == 0);
 }
 
+/* Closing the accept socket of an AcceptEx in flight cancels the accept
+ * (and closes the socket once it completed); closing the listener cancels
+ * the accepts posted on it. */
+static void closing_sockets_of_pending_accepts(void)
+{
+    unsigned short p;
+    SOCKET l = listener(&p);
+    SOCKET a1 = WSASocket(AF_INET, SOCK_STREAM, 0, NULL, 0, WSA_FLAG_OVERLAPPED);
+    SOCKET a2 = WSASocket(AF_INET, SOCK_STREAM, 0, NULL, 0, WSA_FLAG_OVERLAPPED);
+    IO io1, io2;
+    DWORD n;
+    ULONG_PTR key;
+    LPOVERLAPPED ov;
+    const int room = sizeof(SOCKADDR_IN) + 16;
+    int tries = 0;
+
+    CHECK(CreateIoCompletionPort((HANDLE)l, port, 51, 0) == port);
+    memset(&io1, 0, sizeof io1);
+    memset(&io2, 0, sizeof io2);
+    CHECK(!AcceptEx(l, a1, io1.data, 0, room, room, &n, &io1.ov) && WSAGetLastError() == ERROR_IO_PENDING);
+    /* The same accept socket cannot be given to a second AcceptEx. */
+    CHECK(!AcceptEx(l, a1, io2.data, 0, room, room, &n, &io2.ov) && WSAGetLastError() == WSAEINVAL);
+    CHECK(!AcceptEx(l, a2, io2.data, 0, room, room, &n, &io2.ov) && WSAGetLastError() == ERROR_IO_PENDING);
+
+    CHECK(closesocket(a1) == 0);
+    CHECK(!GetQueuedCompletionStatus(port, &n, &key, &ov, 10000));
+    CHECK(ov == &io1.ov && key == 51 && GetLastError() == ERROR_OPERATION_ABORTED);
+    CHECK(fcntl((int)a1, F_GETFD) < 0); /* closed by then */
+
+    CHECK(closesocket(l) == 0);
+    CHECK(!GetQueuedCompletionStatus(port, &n, &key, &ov, 10000));
+    CHECK(ov == &io2.ov && GetLastError() == ERROR_OPERATION_ABORTED);
+    while (fcntl((int)l, F_GETFD) >= 0 && tries++ < 100000)
+        sched_yield();
+    CHECK(fcntl((int)l, F_GETFD) < 0);
+    CHECK(closesocket(a2) == 0);
+}
+
+static HANDLE closing_port;
+
+static DWORD WINAPI wait_on_closing_port(LPVOID arg)
+{
+    DWORD n;
+    ULONG_PTR key;
+    LPOVERLAPPED ov = (LPOVERLAPPED)arg;
+    BOOL ok = GetQueuedCompletionStatus(closing_port, &n, &key, &ov, 20000);
+    return !ok && ov == NULL && GetLastError() == ERROR_ABANDONED_WAIT_0 ? 0 : 1;
+}
+
+/* CloseHandle on a port releases the threads waiting on it. */
+static void closing_a_port_releases_its_waiters(void)
+{
+    HANDLE t;
+    DWORD code = 99;
+    long tries = 0;
+    closing_port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
+    CHECK((t = CreateThread(NULL, 0, wait_on_closing_port, &code, 0, NULL)) != NULL);
+    while (ringport_port_waiting((ringport_port *)closing_port) < 1) {
+        CHECK(++tries < 50000000);
+        sched_yield();
+    }
+    CHECK(CloseHandle(closing_port));
+    CHECK(WaitForSingleObject(t, 20000) == WAIT_OBJECT_0);
+    CHECK(GetExitCodeThread(t, &code) && code == 0);
+    CHECK(CloseHandle(t));
+}
+
 static void files_at_offsets(void)
 {
     char path[64], buf[16];
@@ -401,6 +468,8 @@ int main(void)
     orderly_close_is_zero_bytes();
     cancels_are_operation_aborted();
     accept_ex_connect_ex();
+    closing_sockets_of_pending_accepts();
+    closing_a_port_releases_its_waiters();
     files_at_offsets();
     bad_arguments_fail_cleanly();
     printf("api: ok (backend %s)\n", backend);
