@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Weak};
 
+use crate::addr::Address;
 use crate::handle::{Context, Handle, HandleInner};
 use crate::op::{OpKind, Out};
 use crate::sys::buf::{Buf, Buffer};
@@ -20,7 +21,7 @@ use crate::sys::OpId;
 /// ```no_run
 /// # fn f(c: &mut ringport::Completion) -> std::io::Result<()> {
 /// let acc = c.take_accepted()?;
-/// println!("{} -> {}", acc.peer, acc.local);
+/// println!("{} -> {}", acc.peer_address, acc.local_address);
 /// let stream = std::net::TcpStream::from(acc.socket);
 /// # Ok(()) }
 /// ```
@@ -28,10 +29,18 @@ use crate::sys::OpId;
 pub struct Accepted {
     /// The new socket, close-on-exec. Not yet associated with any port.
     pub socket: OwnedFd,
-    /// The local address of the connection.
+    /// The local IP address of the connection (`0.0.0.0:0` for a Unix
+    /// socket: see [`local_address`](Self::local_address)).
     pub local: SocketAddr,
-    /// The peer's address.
+    /// The peer's IP address (`0.0.0.0:0` for a Unix socket: see
+    /// [`peer_address`](Self::peer_address)).
     pub peer: SocketAddr,
+    /// The local address, of any family (a Unix listener's path or
+    /// abstract name).
+    pub local_address: Address,
+    /// The peer's address, of any family (a Unix client is most often
+    /// [`Address::Unnamed`]).
+    pub peer_address: Address,
 }
 
 /// What a completion says happened, by the kind of its operation: the view
@@ -63,6 +72,9 @@ pub enum Outcome {
     /// `n` bytes were received (or read) into the buffer; 0 means the
     /// peer closed its side (or the end of the file).
     Received(usize, Buffer),
+    /// A datagram of `n` bytes was received into the buffer from the
+    /// address.
+    ReceivedFrom(usize, Buffer, Address),
     /// `n` bytes were sent (or written) from the buffer.
     Sent(usize, Buffer),
     /// A timer expired.
@@ -105,6 +117,8 @@ pub struct Completion {
     pub(crate) result: Result<usize, i32>,
     pub(crate) buf: Option<Buf>,
     pub(crate) accepted: Option<Box<Accepted>>,
+    /// Where a datagram came from.
+    pub(crate) addr: Option<Address>,
     pub(crate) more: bool,
     pub(crate) seq: u64,
     /// The handle's record (weak: a completion does not keep the descriptor
@@ -124,6 +138,7 @@ impl Completion {
             result: Ok(value),
             buf: None,
             accepted: None,
+            addr: None,
             more: false,
             seq: 0,
             handle: None,
@@ -163,6 +178,7 @@ impl Completion {
             result: out.result,
             buf: out.buf,
             accepted: out.accepted,
+            addr: out.addr,
             more,
             seq,
         }
@@ -267,6 +283,29 @@ impl Completion {
         }
     }
 
+    /// The address a datagram came from ([`op::RecvFrom`](crate::op::RecvFrom),
+    /// [`op::RecvFromPooled`](crate::op::RecvFromPooled), `WSARecvFrom`'s
+    /// `lpFrom`); `None` for other operations, and for a receive that got
+    /// nothing.
+    ///
+    /// ```
+    /// use ringport::{op, CompletionPort};
+    /// use std::net::UdpSocket;
+    /// let port = CompletionPort::new(1)?;
+    /// let server = UdpSocket::bind("127.0.0.1:0")?;
+    /// let client = UdpSocket::bind("127.0.0.1:0")?;
+    /// client.send_to(b"ping", server.local_addr()?)?;
+    /// let h = port.associate(server, 1)?;
+    /// port.submit(op::RecvFrom::new(&h, Vec::with_capacity(64)))?;
+    /// let c = port.get(None)?;
+    /// assert_eq!(c.data(), b"ping");
+    /// assert_eq!(c.address().and_then(|a| a.ip()), Some(client.local_addr()?));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn address(&self) -> Option<&Address> {
+        self.addr.as_ref()
+    }
+
     /// Takes the accepted connection out of an accept's completion; the
     /// accept's error if it failed; `InvalidInput` for another kind, or if
     /// it was taken already.
@@ -312,10 +351,22 @@ impl Completion {
                 None => Outcome::Accepted(acc),
             },
             (OpKind::Connect, _) => Outcome::Connected,
-            (OpKind::Recv | OpKind::RecvPooled | OpKind::ReadAt, _) => {
-                Outcome::Received(n, buffer(buf))
+            (
+                OpKind::Recv
+                | OpKind::RecvPooled
+                | OpKind::ReadAt
+                | OpKind::Read
+                | OpKind::RecvVectored,
+                _,
+            ) => Outcome::Received(n, buffer(buf)),
+            (OpKind::RecvFrom | OpKind::RecvFromPooled, _) => {
+                let from = self.addr.take().unwrap_or(Address::Unnamed);
+                Outcome::ReceivedFrom(n, buffer(buf), from)
             }
-            (OpKind::Send | OpKind::SendAll | OpKind::WriteAt, _) => Outcome::Sent(n, buffer(buf)),
+            (
+                OpKind::Send | OpKind::SendAll | OpKind::SendTo | OpKind::WriteAt | OpKind::Write,
+                _,
+            ) => Outcome::Sent(n, buffer(buf)),
             (OpKind::Timeout, _) => Outcome::TimerExpired,
             (OpKind::Shutdown, _) => Outcome::ShutDown,
             (OpKind::Close, _) => Outcome::HandleClosed,

@@ -168,6 +168,45 @@ impl Handle {
         self.inner.context.as_ref()?.downcast_ref()
     }
 
+    /// The socket's local address (`getsockname`), of any family: IP, a
+    /// Unix path, an abstract name, or unnamed.
+    ///
+    /// ```
+    /// use ringport::Address;
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let path = std::env::temp_dir().join(format!("ringport-doc-la-{}", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let l = port.associate(std::os::unix::net::UnixListener::bind(&path)?, 1)?;
+    /// assert_eq!(l.local_address()?, Address::Path(path.clone()));
+    /// # std::fs::remove_file(path)?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the descriptor is not a socket (`ENOTSOCK`).
+    pub fn local_address(&self) -> io::Result<crate::Address> {
+        Ok(socket2::SockRef::from(self).local_addr()?.into())
+    }
+
+    /// The connected peer's address (`getpeername`), of any family.
+    ///
+    /// ```
+    /// use ringport::Address;
+    /// let port = ringport::CompletionPort::new(1)?;
+    /// let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let s = port.associate(std::net::TcpStream::connect(l.local_addr()?)?, 1)?;
+    /// assert_eq!(s.peer_address()?, Address::Ip(l.local_addr()?));
+    /// let (a, _b) = std::os::unix::net::UnixStream::pair()?;
+    /// assert_eq!(port.associate(a, 2)?.peer_address()?, Address::Unnamed);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When the socket is not connected (`ENOTCONN`) or not a socket.
+    pub fn peer_address(&self) -> io::Result<crate::Address> {
+        Ok(socket2::SockRef::from(self).peer_addr()?.into())
+    }
+
     /// Whether [`CompletionPort::close`](crate::CompletionPort::close) (or
     /// [`cancel_handle`](crate::CompletionPort::cancel_handle)) was called:
     /// no new operation may be posted.

@@ -79,6 +79,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod addr;
 mod builder;
 mod completion;
 mod engine;
@@ -88,17 +89,21 @@ mod pool;
 mod port;
 mod sched;
 mod short_lock;
+mod signals;
 mod sys;
 
+pub use addr::Address;
 pub use builder::Builder;
 pub use completion::{Accepted, Completion, GetError, Outcome};
 pub use handle::Handle;
 pub use op::{OpKind, Operation};
 pub use port::{Batch, Blocking, CompletionPort};
+pub use signals::Signals;
 pub use sys::buf::{Buffer, IoBuf, IoBufMut, RawBuf};
 pub use sys::{BackendKind, OpId};
 
-/// The local address of an associated socket (`getsockname`).
+/// The local IP address of an associated socket (`getsockname`); for any
+/// family (Unix sockets too) see [`Handle::local_address`].
 ///
 /// ```
 /// let port = ringport::CompletionPort::new(0)?;
@@ -113,7 +118,8 @@ pub fn local_addr(handle: &Handle) -> std::io::Result<std::net::SocketAddr> {
     ip_addr(socket2::SockRef::from(handle).local_addr()?)
 }
 
-/// The peer address of an associated, connected socket (`getpeername`).
+/// The peer IP address of an associated, connected socket (`getpeername`);
+/// for any family see [`Handle::peer_address`].
 ///
 /// # Errors
 /// When the socket is not connected or not an IP socket.

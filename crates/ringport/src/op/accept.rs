@@ -8,6 +8,7 @@ use io_uring::{opcode, squeue::Entry};
 use socket2::SockRef;
 
 use super::{no_fd, Head, Op, Out, Record, Step};
+use crate::addr::Address;
 use crate::completion::Accepted;
 use crate::handle::Handle;
 use crate::pool::BufPool;
@@ -127,27 +128,23 @@ pub(crate) struct AcceptOp {
 impl AcceptOp {
     /// The connection a kernel result `fd` is, with both addresses.
     fn accepted(&mut self, socket: OwnedFd) -> Box<Accepted> {
-        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         let sock = SockRef::from(&socket);
-        let written = (!self.multishot && self.peer.len > 0)
-            .then(|| {
-                let storage =
-                    std::mem::replace(&mut self.peer.storage, socket2::SockAddrStorage::zeroed());
-                sys::sock_addr(storage, self.peer.len).as_socket()
-            })
-            .flatten();
-        let peer = written
-            .or_else(|| sock.peer_addr().ok().and_then(|a| a.as_socket()))
-            .unwrap_or(unspecified);
-        let local = sock
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .unwrap_or(unspecified);
+        let written = (!self.multishot && self.peer.len > 0).then(|| {
+            let storage =
+                std::mem::replace(&mut self.peer.storage, socket2::SockAddrStorage::zeroed());
+            sys::sock_addr(storage, self.peer.len)
+        });
+        let peer_address = written
+            .or_else(|| sock.peer_addr().ok())
+            .map_or(Address::Unnamed, Address::from);
+        let local_address = sock.local_addr().map_or(Address::Unnamed, Address::from);
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         Box::new(Accepted {
             socket,
-            local,
-            peer,
+            local: local_address.ip().unwrap_or(unspecified),
+            peer: peer_address.ip().unwrap_or(unspecified),
+            local_address,
+            peer_address,
         })
     }
 }
@@ -229,6 +226,7 @@ impl Op for AcceptOp {
                     result: Ok(0),
                     buf: None,
                     accepted: Some(acc),
+                    addr: None,
                 },
                 armed: r.more,
                 end: None,

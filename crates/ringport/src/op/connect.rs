@@ -31,7 +31,24 @@ pub struct Connect(pub(super) Record);
 
 impl Connect {
     /// A connect of `socket` to `addr` (an IP address, or a
-    /// [`socket2::SockAddr`] of any family).
+    /// [`socket2::SockAddr`] of any family: a Unix path or abstract name
+    /// from [`Address::to_sock_addr`](crate::Address::to_sock_addr)).
+    ///
+    /// ```
+    /// use ringport::{op, Address, CompletionPort};
+    /// use socket2::{Domain, Socket, Type};
+    ///
+    /// let port = CompletionPort::new(1)?;
+    /// let path = std::env::temp_dir().join(format!("ringport-doc-c-{}", std::process::id()));
+    /// # let _ = std::fs::remove_file(&path);
+    /// let _listener = std::os::unix::net::UnixListener::bind(&path)?;
+    /// let s = port.associate(Socket::new(Domain::UNIX, Type::STREAM, None)?, 1)?;
+    /// port.submit(op::Connect::new(&s, Address::Path(path.clone()).to_sock_addr()?))?;
+    /// assert_eq!(port.get(None)?.result()?, 0);
+    /// assert_eq!(s.peer_address()?, Address::Path(path.clone()));
+    /// # std::fs::remove_file(path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(socket: &Handle, addr: impl Into<SockAddr>) -> Connect {
         Connect(Record {
             head: Head::on(socket),

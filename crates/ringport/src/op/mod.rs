@@ -21,12 +21,15 @@
 
 mod accept;
 mod connect;
+mod dgram;
 mod file;
 mod packet;
 mod recv;
 mod send;
 mod shutdown;
+mod stream;
 mod timeout;
+mod vectored;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
@@ -36,13 +39,17 @@ use io_uring::squeue::Entry;
 
 pub use accept::Accept;
 pub use connect::Connect;
+pub use dgram::{RecvFrom, RecvFromPooled, SendTo};
 pub use file::{ReadAt, WriteAt};
 pub use packet::Packet;
 pub use recv::{Recv, RecvPooled};
 pub use send::{Send, SendAll};
 pub use shutdown::Shutdown;
+pub use stream::{Read, Write};
 pub use timeout::Timeout;
+pub use vectored::{RecvVectored, SendVectored, MAX_BUFFERS};
 
+use crate::addr::Address;
 use crate::completion::Accepted;
 use crate::handle::{Handle, HandleInner};
 use crate::pool::BufPool;
@@ -167,6 +174,22 @@ ops! {
         WriteAt("write_at") => file::WriteAtOp,
         /// A timer.
         Timeout("timeout") => timeout::TimeoutOp,
+        /// A receive of one datagram with its sender's address
+        /// (WSARecvFrom).
+        RecvFrom("recv_from") => dgram::RecvFromOp,
+        /// A receive of datagrams into buffers from the port's pool, which
+        /// stays posted: one completion per datagram, with its sender.
+        RecvFromPooled("recv_from_pooled") => dgram::RecvFromPooledOp,
+        /// A send of one datagram to an address (WSASendTo).
+        SendTo("send_to") => dgram::SendToOp,
+        /// A read without an offset (ReadFile on a pipe).
+        Read("read") => stream::ReadOp,
+        /// A write without an offset (WriteFile on a pipe).
+        Write("write") => stream::WriteOp,
+        /// A send of several buffers as one (WSASend with several WSABUFs).
+        SendVectored("send_vectored") => vectored::SendVectoredOp,
+        /// A receive into several buffers (WSARecv with several WSABUFs).
+        RecvVectored("recv_vectored") => vectored::RecvVectoredOp,
         /// The end of the sending side of a connection (`shutdown(SHUT_WR)`,
         /// DisconnectEx's first half).
         Shutdown("shutdown") => shutdown::ShutdownOp,
@@ -220,6 +243,8 @@ pub(crate) struct Out {
     pub result: Result<usize, i32>,
     pub buf: Option<Buf>,
     pub accepted: Option<Box<Accepted>>,
+    /// Where a datagram came from.
+    pub addr: Option<Address>,
 }
 
 impl Out {
@@ -229,6 +254,7 @@ impl Out {
             result: if res < 0 { Err(-res) } else { Ok(res as usize) },
             buf: None,
             accepted: None,
+            addr: None,
         }
     }
 
@@ -485,4 +511,22 @@ macro_rules! builder {
     )*};
 }
 
-builder!(Accept, Connect, Recv, RecvPooled, Send, SendAll, ReadAt, WriteAt, Timeout, Shutdown);
+builder!(
+    Accept,
+    Connect,
+    Recv,
+    RecvPooled,
+    Send,
+    SendAll,
+    ReadAt,
+    WriteAt,
+    Timeout,
+    Shutdown,
+    RecvFrom,
+    RecvFromPooled,
+    SendTo,
+    Read,
+    Write,
+    SendVectored,
+    RecvVectored,
+);

@@ -268,6 +268,7 @@ impl Op for RecvPooledOp {
                 result: Ok(r.res as usize),
                 buf: r.pooled.take().map(Buf::Vec),
                 accepted: None,
+                addr: None,
             },
             armed: r.more,
             end: spent.then(|| i32::try_from(self.delivered).unwrap_or(i32::MAX)),

@@ -94,6 +94,7 @@ mod tests {
         let cx = LowerCx {
             target: None,
             buf_group: 0,
+            dgram_group: 1,
             recv_len: 0,
             recv_total_cap: false,
         };

@@ -283,6 +283,102 @@ pub(crate) trait ErasedBuf: Send {
     /// The type of the buffer in the box.
     fn inner_type(&self) -> TypeId;
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
+    /// The memory a vectored operation hands the kernel, appended to `out`
+    /// as (pointer, length): the spare capacity (`spare`: a receive) or the
+    /// initialised bytes (a send) of each part, in order.
+    fn slices(&mut self, spare: bool, out: &mut Vec<(*mut u8, usize)>) {
+        if spare {
+            out.extend(self.spare());
+        } else {
+            out.push((self.ptr().cast_mut(), self.len()));
+        }
+    }
+    /// Initialised bytes over all parts.
+    fn total(&self) -> usize {
+        self.len()
+    }
+}
+
+/// Several buffers of one type that a vectored operation owns as one
+/// (`WSASend` / `WSARecv` with several `WSABUF`s). As a single buffer it
+/// reads as empty; the completion hands back the `Vec<B>`.
+struct Many<B>(Vec<B>);
+
+impl<B: IoBuf> ErasedBuf for Many<B> {
+    fn ptr(&self) -> *const u8 {
+        std::ptr::NonNull::dangling().as_ptr()
+    }
+    fn len(&self) -> usize {
+        0
+    }
+    fn spare(&mut self) -> Option<(*mut u8, usize)> {
+        None
+    }
+    unsafe fn grow(&mut self, _n: usize) {}
+    fn inner_type(&self) -> TypeId {
+        TypeId::of::<Vec<B>>()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        Box::new(self.0)
+    }
+    fn slices(&mut self, _spare: bool, out: &mut Vec<(*mut u8, usize)>) {
+        out.extend(self.0.iter().map(|b| (b.as_ptr().cast_mut(), b.len())));
+    }
+    fn total(&self) -> usize {
+        self.0.iter().map(IoBuf::len).sum()
+    }
+}
+
+/// As [`Many`], to receive into: the bytes a receive got fill the parts'
+/// spare capacities in order.
+struct ManyMut<B>(Vec<B>);
+
+impl<B: IoBufMut> ErasedBuf for ManyMut<B> {
+    fn ptr(&self) -> *const u8 {
+        std::ptr::NonNull::dangling().as_ptr()
+    }
+    fn len(&self) -> usize {
+        0
+    }
+    fn spare(&mut self) -> Option<(*mut u8, usize)> {
+        None
+    }
+    unsafe fn grow(&mut self, mut n: usize) {
+        for b in &mut self.0 {
+            let room = b.capacity().saturating_sub(b.len());
+            let took = room.min(n);
+            let len = b.len() + took;
+            // SAFETY: the caller guarantees the kernel wrote `n` bytes
+            // across the parts' spare capacities in order (a scatter
+            // receive), so the first `took` bytes of this one were written.
+            unsafe { b.set_len(len) };
+            n -= took;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    fn inner_type(&self) -> TypeId {
+        TypeId::of::<Vec<B>>()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        Box::new(self.0)
+    }
+    fn slices(&mut self, spare: bool, out: &mut Vec<(*mut u8, usize)>) {
+        for b in &mut self.0 {
+            let (len, cap) = (b.len(), b.capacity());
+            if spare {
+                // SAFETY (of the arithmetic): `len <= capacity`, in the
+                // allocation.
+                out.push((b.as_mut_ptr().wrapping_add(len), cap.saturating_sub(len)));
+            } else {
+                out.push((b.as_mut_ptr(), len));
+            }
+        }
+    }
+    fn total(&self) -> usize {
+        self.0.iter().map(IoBuf::len).sum()
+    }
 }
 
 /// A send-only buffer type in the box.
@@ -371,6 +467,37 @@ impl Buf {
         }
     }
 
+    /// Several buffers to send from as one (a gather send).
+    pub(crate) fn many<B: IoBuf>(parts: Vec<B>) -> Buf {
+        Buf::Other(Box::new(Many(parts)))
+    }
+
+    /// Several buffers to receive into as one (a scatter receive).
+    pub(crate) fn many_writable<B: IoBufMut>(parts: Vec<B>) -> Buf {
+        Buf::Other(Box::new(ManyMut(parts)))
+    }
+
+    /// The memory a vectored operation hands the kernel (see
+    /// `ErasedBuf::slices`), appended to `out`.
+    pub(crate) fn slices(&mut self, spare: bool, out: &mut Vec<(*mut u8, usize)>) {
+        match self {
+            Buf::Vec(v) if spare => {
+                let room = v.spare_capacity_mut();
+                out.push((room.as_mut_ptr().cast(), room.len()));
+            }
+            Buf::Vec(v) => out.push((v.as_mut_ptr(), v.len())),
+            Buf::Other(b) => b.slices(spare, out),
+        }
+    }
+
+    /// Initialised bytes, over all parts of several buffers.
+    pub(crate) fn total(&self) -> usize {
+        match self {
+            Buf::Vec(v) => v.len(),
+            Buf::Other(b) => b.total(),
+        }
+    }
+
     /// The initialised bytes.
     pub(crate) fn bytes(&self) -> &[u8] {
         match self {
@@ -440,5 +567,42 @@ impl Buf {
             }
             other => Err(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scatter_receive_fills_the_parts_in_order() {
+        let mut bufs = Buf::many_writable(vec![Vec::with_capacity(2), Vec::with_capacity(8)]);
+        let mut room = Vec::new();
+        bufs.slices(true, &mut room);
+        assert_eq!(room.iter().map(|r| r.1).collect::<Vec<_>>(), [2, 8]);
+        for (i, (ptr, len)) in room.iter().enumerate() {
+            // SAFETY: the parts' spare capacities, written as a kernel
+            // would before the result is committed.
+            unsafe { std::ptr::write_bytes(*ptr, b'a' + i as u8, *len) };
+        }
+        // SAFETY: 5 bytes were written across the spare capacities above.
+        unsafe { bufs.grow(5) };
+        assert_eq!(
+            (bufs.total(), bufs.len()),
+            (5, 0),
+            "one buffer reads as empty"
+        );
+        let parts: Vec<Vec<u8>> = bufs.take().ok().unwrap();
+        assert_eq!(parts, [b"aa".to_vec(), b"bbb".to_vec()]);
+    }
+
+    #[test]
+    fn a_gather_send_hands_every_part_to_the_kernel() {
+        let mut bufs = Buf::many(vec![bytes::Bytes::from_static(b"ab"), bytes::Bytes::new()]);
+        let mut parts = Vec::new();
+        bufs.slices(false, &mut parts);
+        assert_eq!(parts.iter().map(|r| r.1).collect::<Vec<_>>(), [2, 0]);
+        assert_eq!(bufs.total(), 2);
+        assert!(bufs.take::<Vec<bytes::Bytes>>().is_ok());
     }
 }

@@ -35,6 +35,8 @@
 
 pub(crate) mod buf;
 pub(crate) mod epoll;
+pub(crate) mod msg;
+pub(crate) mod signal;
 pub(crate) mod table;
 pub(crate) mod trim;
 pub(crate) mod uring;

@@ -8,6 +8,7 @@ use std::os::fd::RawFd;
 use super::sys::syscall;
 use crate::pool::BufPool;
 use crate::sys::buf::Buf;
+use crate::sys::msg::{self, Msg};
 
 /// What one try of an operation's stage gave.
 pub(crate) enum Attempt {
@@ -106,6 +107,108 @@ pub(crate) fn send(fd: RawFd, bytes: &[u8]) -> Attempt {
     // SAFETY: `bytes` is initialised memory the kernel only reads during
     // the call.
     match retry(|| syscall!(unsafe { libc::send(fd, bytes.as_ptr().cast(), len, flags) })) {
+        Ok(n) => Attempt::Done(res_of(n)),
+        Err(e) => failed(&e),
+    }
+}
+
+/// `sendmsg(2)` of a prepared header (never `SIGPIPE`).
+pub(crate) fn send_msg(fd: RawFd, m: &Msg) -> Attempt {
+    let flags = libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT;
+    // SAFETY: the header was prepared (`Msg::prepare`) from the op's own
+    // address storage and buffers, initialised memory the kernel only reads
+    // during the call.
+    match retry(|| syscall!(unsafe { libc::sendmsg(fd, m.hdr(), flags) })) {
+        Ok(n) => Attempt::Done(res_of(n)),
+        Err(e) => failed(&e),
+    }
+}
+
+/// `recvmsg(2)` into a prepared header: the bytes go where its `iovec`s
+/// point (committed when the result is reaped), the sender's address and
+/// the flags into the header.
+pub(crate) fn recv_msg(fd: RawFd, m: &mut Msg) -> Attempt {
+    let hdr = m.hdr().cast_mut();
+    // SAFETY: the header was prepared (`Msg::prepare`) from the op's own
+    // address storage and the spare capacity of its buffers, writable and
+    // kept in place by the caller (which holds the op's slot) for the call.
+    match retry(|| syscall!(unsafe { libc::recvmsg(fd, hdr, libc::MSG_DONTWAIT) })) {
+        Ok(n) => Attempt::Done(res_of(n)),
+        Err(e) => failed(&e),
+    }
+}
+
+/// Receives one datagram into a fresh pool buffer, laid out as io_uring's
+/// multishot `recvmsg` lays it out (see `sys::msg`): header, sender's
+/// address, payload.
+pub(crate) fn recv_datagram_pooled(fd: RawFd, pool: &BufPool) -> Attempt {
+    let mut buf = pool.take();
+    let cap = buf.capacity();
+    if cap <= msg::PAYLOAD_AT {
+        pool.put(buf);
+        return Attempt::Done(-libc::ENOBUFS);
+    }
+    buf.resize(msg::PAYLOAD_AT, 0);
+    let base = buf.as_mut_ptr();
+    let mut iov = libc::iovec {
+        iov_base: base.wrapping_add(msg::PAYLOAD_AT).cast(),
+        iov_len: cap - msg::PAYLOAD_AT,
+    };
+    // SAFETY: `msghdr` is plain old data; all zeroes is an empty header.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_name = base.wrapping_add(msg::DGRAM_HEADER).cast();
+    hdr.msg_namelen = msg::NAME_ROOM as u32;
+    hdr.msg_iov = &raw mut iov;
+    hdr.msg_iovlen = 1;
+    let flags = libc::MSG_DONTWAIT | libc::MSG_TRUNC;
+    // SAFETY: the name and the iovec point into this function's own buffer
+    // (the name inside its initialised length, the payload in its spare
+    // capacity), written by the kernel only during the call.
+    match retry(|| syscall!(unsafe { libc::recvmsg(fd, &raw mut hdr, flags) })) {
+        Ok(n) => {
+            // With MSG_TRUNC, `n` is the datagram's whole length.
+            let got = (n as usize).min(cap - msg::PAYLOAD_AT);
+            // SAFETY: the kernel initialised the first `got` bytes of the
+            // spare capacity.
+            unsafe { buf.set_len(msg::PAYLOAD_AT + got) };
+            msg::write_datagram_header(&mut buf, hdr.msg_namelen, n as u32, hdr.msg_flags);
+            let res = res_of((msg::PAYLOAD_AT + got) as isize);
+            Attempt::Chunk {
+                res,
+                buf: pool.fit(buf),
+                // One datagram per read: the socket may hold more.
+                short: false,
+                last: false,
+            }
+        }
+        Err(e) => {
+            pool.put(buf);
+            failed(&e)
+        }
+    }
+}
+
+/// `read(2)` into the spare capacity of `buf` (a pipe, a FIFO, a terminal,
+/// an eventfd or a signalfd: no offset). The bytes are committed when the
+/// result is reaped.
+pub(crate) fn read_into(fd: RawFd, buf: &mut Buf) -> Attempt {
+    let Some((ptr, len)) = buf.spare() else {
+        return Attempt::Done(-libc::EINVAL);
+    };
+    let len = len.min(i32::MAX as usize);
+    // SAFETY: as in `recv_into`.
+    match retry(|| syscall!(unsafe { libc::read(fd, ptr.cast(), len) })) {
+        Ok(n) => Attempt::Done(res_of(n)),
+        Err(e) => failed(&e),
+    }
+}
+
+/// `write(2)` of `bytes` (no offset).
+pub(crate) fn write(fd: RawFd, bytes: &[u8]) -> Attempt {
+    let len = bytes.len().min(i32::MAX as usize);
+    // SAFETY: `bytes` is initialised memory the kernel only reads during
+    // the call.
+    match retry(|| syscall!(unsafe { libc::write(fd, bytes.as_ptr().cast(), len) })) {
         Ok(n) => Attempt::Done(res_of(n)),
         Err(e) => failed(&e),
     }

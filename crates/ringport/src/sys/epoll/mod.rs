@@ -49,11 +49,15 @@ mod registry;
 mod sys;
 mod timers;
 
-pub(crate) use io::{accept, connect, recv_into, recv_pooled, send, shutdown, Attempt};
+pub(crate) use io::{
+    accept, connect, read_into, recv_datagram_pooled, recv_into, recv_msg, recv_pooled, send,
+    send_msg, shutdown, write, Attempt,
+};
 use pool::FilePool;
 pub(crate) use pool::Job;
 use registry::{Core, RegState, Registration, Registry, Report};
 pub(crate) use registry::{READ, WRITE};
+pub(crate) use sys::syscall;
 use sys::Waker;
 
 /// Events per `epoll_wait`.

@@ -28,7 +28,15 @@ pub(super) struct BufRing {
     tail: u16,
     /// Incremental consumption: bytes of each buffer already handed out.
     consumed: Option<Box<[u32]>>,
+    /// The buffer id of the first buffer: ids name one ring's buffers only
+    /// (see [`DGRAM_BIDS`]).
+    bid_base: u16,
 }
+
+/// The first buffer id of the datagram ring: a completion carries a buffer
+/// id but not its group, and the stream ring's ids stay below this (it has
+/// at most 32768 buffers).
+pub(super) const DGRAM_BIDS: u16 = 0x8000;
 
 /// `IOU_PBUF_RING_INC`: the kernel consumes a buffer a receive at a time.
 const PBUF_RING_INC: u16 = 2;
@@ -49,13 +57,32 @@ impl BufRing {
         let total = entries.saturating_mul(size);
         let inc_size = (total / 16).clamp(size, INC_BUF_SIZE.max(size));
         let inc_entries = (total / inc_size).max(1);
-        match Self::with_layout(ring, bgid, inc_entries, inc_size, true) {
+        match Self::with_layout(ring, bgid, inc_entries, inc_size, true, 0) {
             Ok(r) => Ok(r),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                Self::with_layout(ring, bgid, entries, size, false)
+                Self::with_layout(ring, bgid, entries, size, false, 0)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A ring of `entries` whole buffers of `size` bytes for datagrams
+    /// (never incremental: a datagram must not land in the rest of a
+    /// buffer, too small for it, and be cut short), with ids from
+    /// [`DGRAM_BIDS`].
+    pub(super) fn datagrams(
+        ring: &IoUring,
+        bgid: u16,
+        entries: usize,
+        size: usize,
+    ) -> io::Result<Self> {
+        let entries = entries.clamp(1, usize::from(DGRAM_BIDS) / 2);
+        Self::with_layout(ring, bgid, entries, size, false, DGRAM_BIDS)
+    }
+
+    /// Whether buffer id `bid` is one of this ring's.
+    pub(super) fn owns(&self, bid: u16) -> bool {
+        bid.wrapping_sub(self.bid_base) < self.entries
     }
 
     fn with_layout(
@@ -64,6 +91,7 @@ impl BufRing {
         entries: usize,
         size: usize,
         incremental: bool,
+        bid_base: u16,
     ) -> io::Result<Self> {
         let entries = entries.clamp(1, 32768).next_power_of_two();
         let ring_bytes = entries * std::mem::size_of::<BufRingEntry>();
@@ -89,9 +117,10 @@ impl BufRing {
             size,
             tail: 0,
             consumed: incremental.then(|| vec![0; entries].into_boxed_slice()),
+            bid_base,
         };
-        for bid in 0..entries as u16 {
-            this.recycle(bid);
+        for i in 0..entries as u16 {
+            this.recycle(bid_base + i);
         }
         this.publish();
         // SAFETY: the ring memory and the buffers it points at live as long as
@@ -118,7 +147,7 @@ impl BufRing {
     /// The `len` bytes a receive put in buffer `bid`. In incremental mode
     /// they follow what earlier receives put there.
     pub(super) fn data(&mut self, bid: u16, len: usize) -> &[u8] {
-        let i = usize::from(bid);
+        let i = usize::from(bid.wrapping_sub(self.bid_base) & (self.entries - 1));
         let offset = match self.consumed.as_mut() {
             Some(consumed) => {
                 let off = consumed[i] as usize;
@@ -140,11 +169,12 @@ impl BufRing {
 
     /// Puts buffer `bid` back in the ring (visible after `publish`).
     pub(super) fn recycle(&mut self, bid: u16) {
+        let i = bid.wrapping_sub(self.bid_base) & (self.entries - 1);
         if let Some(consumed) = self.consumed.as_mut() {
-            consumed[usize::from(bid)] = 0;
+            consumed[usize::from(i)] = 0;
         }
         let idx = usize::from(self.tail & (self.entries - 1));
-        let addr = self.mem.as_ptr() as u64 + u64::from(bid) * self.size as u64;
+        let addr = self.mem.as_ptr() as u64 + u64::from(i) * self.size as u64;
         // SAFETY: `idx < entries`, inside the mapping; slots past the
         // published tail are ours to write.
         let entry = unsafe { &mut *self.ring.as_ptr().add(idx) };

@@ -41,6 +41,14 @@ const WAKE: u64 = 1;
 const IGNORE: u64 = 2;
 /// Buffer group id of the pooled-receive ring.
 const BGID: u16 = 0;
+/// Buffer group id of the pooled datagram ring.
+const DGRAM_BGID: u16 = 1;
+
+/// The provided-buffer rings: one for streams, one for datagrams.
+struct Rings {
+    stream: BufRing,
+    dgram: BufRing,
+}
 
 /// How a request names its descriptor.
 #[derive(Clone, Copy)]
@@ -85,6 +93,9 @@ pub(crate) struct LowerCx {
     pub target: Option<Target>,
     /// The provided-buffer group of pooled receives.
     pub buf_group: u16,
+    /// The provided-buffer group of pooled datagram receives (whole
+    /// buffers of the pool's buffer size).
+    pub dgram_group: u16,
     /// Most bytes one pooled-receive completion carries.
     pub recv_len: u32,
     /// The kernel can cap a multishot receive at a byte total
@@ -100,7 +111,7 @@ pub(crate) struct Driver {
     /// did not fit while only another thread could submit (a single-thread
     /// ring before or between its owner's polls).
     sq: ShortLock<Vec<squeue::Entry>>,
-    bufs: Mutex<BufRing>,
+    bufs: Mutex<Rings>,
     wake_pending: AtomicBool,
     /// Set in single-thread mode (`SINGLE_ISSUER | DEFER_TASKRUN`).
     owner: Option<Owner>,
@@ -123,7 +134,11 @@ impl Driver {
         probe::kernel_version_ok()?;
         let ring = probe::build_ring(b.entries, b.single_thread)?;
         probe::check_opcodes(&ring, b.opcodes)?;
-        let bufs = BufRing::new(&ring, BGID, b.pool_bufs, b.pool_buf_size)?;
+        let bufs = Rings {
+            stream: BufRing::new(&ring, BGID, b.pool_bufs, b.pool_buf_size)?,
+            // A quarter as many buffers: most servers receive streams.
+            dgram: BufRing::datagrams(&ring, DGRAM_BGID, b.pool_bufs / 4, b.pool_buf_size)?,
+        };
         let owner = if b.single_thread {
             Some(Owner::new()?)
         } else {
@@ -271,6 +286,7 @@ impl Driver {
         let cx = LowerCx {
             target: op.fd().map(|fd| self.target(fd)),
             buf_group: BGID,
+            dgram_group: DGRAM_BGID,
             recv_len: self.recv_len,
             recv_total_cap: self.recv_cap,
         };
@@ -328,7 +344,7 @@ impl Driver {
     /// back to hand out what it reaped.
     fn reap_ready(&self, cx: &impl Sink) {
         let mut batch: [MaybeUninit<cqueue::Entry>; 128] = [const { MaybeUninit::uninit() }; 128];
-        let mut bufs = self.bufs.lock();
+        let mut rings = self.bufs.lock();
         let mut budget = self.ring.params().cq_entries() as usize;
         loop {
             let n = {
@@ -356,6 +372,10 @@ impl Driver {
                     _ => {}
                 }
                 let pooled = cqueue::buffer_select(flags).map(|bid| {
+                    let bufs = match rings.dgram.owns(bid) {
+                        true => &mut rings.dgram,
+                        false => &mut rings.stream,
+                    };
                     let v = cx.pool().filled(bufs.data(bid, res.max(0) as usize));
                     if bufs.done_with(cqueue::buffer_more(flags)) {
                         bufs.recycle(bid);
@@ -368,7 +388,8 @@ impl Driver {
                 // result is the new descriptor.
                 unsafe { super::reap(cx, OpId(ud), res, cqueue::more(flags), pooled) };
             }
-            bufs.publish();
+            rings.stream.publish();
+            rings.dgram.publish();
             budget = budget.saturating_sub(n);
             if n < batch.len() || budget == 0 {
                 break;
