@@ -7,8 +7,9 @@ use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use ringport::{Accepted, Completion, CompletionPort, GetError, OpKind};
+use std::net::SocketAddr;
 
-use crate::registry::{AcceptTarget, Tracker};
+use crate::registry::{Finish, Tracker};
 
 /// One dequeued completion.
 #[derive(Debug)]
@@ -23,8 +24,11 @@ pub struct Dequeued {
     pub result: Result<usize, i32>,
     /// An accept's connection.
     pub accepted: Option<Accepted>,
-    /// An AcceptEx's accept socket and output buffer.
-    pub target: Option<AcceptTarget>,
+    /// A datagram's sender.
+    pub from: Option<SocketAddr>,
+    /// What the completion must finish (an AcceptEx's accept socket, a
+    /// WSARecvFrom's address).
+    pub finish: Option<Finish>,
 }
 
 impl Dequeued {
@@ -46,7 +50,8 @@ impl Dequeued {
                 .error_code()
                 .map_or_else(|| Ok(c.result().unwrap_or(0)), Err),
             accepted,
-            target: tracked.and_then(|t| t.accept),
+            from: c.address().and_then(|a| a.ip()),
+            finish: tracked.and_then(|t| t.finish),
         })
     }
 }

@@ -30,6 +30,7 @@ pub mod code {
     pub const ERROR_INVALID_PARAMETER: u32 = 87;
     pub const ERROR_BROKEN_PIPE: u32 = 109;
     pub const ERROR_SEM_TIMEOUT: u32 = 121;
+    pub const ERROR_MORE_DATA: u32 = 234;
     pub const ERROR_ALREADY_EXISTS: u32 = 183;
     pub const WAIT_TIMEOUT: u32 = 258;
     pub const ERROR_ABANDONED_WAIT_0: u32 = 735;
@@ -157,6 +158,7 @@ pub fn win32_from_errno(errno: i32) -> u32 {
         libc::EHOSTUNREACH => ERROR_HOST_UNREACHABLE,
         libc::ECONNABORTED => ERROR_CONNECTION_ABORTED,
         libc::EADDRINUSE => ERROR_ADDRESS_ALREADY_ASSOCIATED,
+        libc::EMSGSIZE => ERROR_MORE_DATA,
         libc::EBADF => ERROR_INVALID_HANDLE,
         libc::EINVAL => ERROR_INVALID_PARAMETER,
         libc::ENOENT => ERROR_FILE_NOT_FOUND,

@@ -11,7 +11,7 @@ use std::os::fd::RawFd;
 use ringport::{Handle, OpId, Operation};
 
 use crate::error::{self, code};
-use crate::registry::{self, AcceptTarget, Tracked};
+use crate::registry::{self, Finish, Tracked};
 
 /// Why an operation could not be posted.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub enum PostError {
 pub fn submit<O: Operation>(
     fd: RawFd,
     overlapped: usize,
-    accept: Option<AcceptTarget>,
+    finish: Option<Finish>,
     make: impl FnOnce(&Handle) -> O,
 ) -> Result<OpId, PostError> {
     registry::with_fd(fd, |a| {
@@ -45,7 +45,7 @@ pub fn submit<O: Operation>(
         ops.push(Tracked {
             id,
             overlapped,
-            accept,
+            finish,
         });
         Ok(id)
     })

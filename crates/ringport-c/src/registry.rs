@@ -77,8 +77,23 @@ pub struct Tracked {
     /// The address of the caller's OVERLAPPED (0 for the native API's
     /// operations without one).
     pub overlapped: usize,
-    /// For an AcceptEx: where the connection and its addresses go.
-    pub accept: Option<AcceptTarget>,
+    /// What its completion must finish, if anything.
+    pub finish: Option<Finish>,
+}
+
+/// What the completion of an operation must finish before Win32 sees it.
+#[derive(Clone, Copy, Debug)]
+pub enum Finish {
+    /// An AcceptEx: where the connection and its addresses go.
+    Accept(AcceptTarget),
+    /// A WSARecvFrom: where the sender's address goes (`lpFrom`, and
+    /// `lpFromlen`, which holds its room).
+    From {
+        /// `lpFrom`.
+        addr: usize,
+        /// `lpFromlen`.
+        len: usize,
+    },
 }
 
 /// Where an AcceptEx puts what it accepted: the caller's accept socket

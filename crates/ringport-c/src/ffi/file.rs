@@ -1,4 +1,5 @@
-//! Files: `CreateFileA`, `ReadFile`/`WriteFile` at `OVERLAPPED.Offset`,
+//! Files and pipes: `CreateFileA`, `ReadFile`/`WriteFile` (at
+//! `OVERLAPPED.Offset` on files),
 //! and `CancelIo`/`CancelIoEx` (for sockets too).
 
 use std::ffi::{c_char, c_void};
@@ -86,15 +87,29 @@ fn post_error(e: PostError) -> u32 {
     }
 }
 
+/// Whether reads and writes on `fd` go to an offset (a regular file or a
+/// block device); pipes, sockets and terminals ignore `Offset`, as on
+/// Windows.
+fn has_offsets(fd: RawFd) -> bool {
+    // SAFETY: fstat writes into the zeroed stat buffer only.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut st) == 0
+            && matches!(st.st_mode & libc::S_IFMT, libc::S_IFREG | libc::S_IFBLK)
+    }
+}
+
 /// The offset an OVERLAPPED names.
 fn offset_of(ov: &OVERLAPPED) -> u64 {
     u64::from(ov.OffsetHigh) << 32 | u64::from(ov.Offset)
 }
 
 /// `ReadFile`: with an OVERLAPPED (the file associated with a port), posts
-/// a read of `nNumberOfBytesToRead` bytes at `Offset`/`OffsetHigh` and
-/// returns FALSE with `ERROR_IO_PENDING`; its completion fails with
-/// `ERROR_HANDLE_EOF` at the end of the file. Without one, reads now.
+/// a read of `nNumberOfBytesToRead` bytes at `Offset`/`OffsetHigh` (a pipe
+/// or socket: where it is, the offset ignored) and returns FALSE with
+/// `ERROR_IO_PENDING`; its completion fails with `ERROR_HANDLE_EOF` at the
+/// end of a file, `ERROR_BROKEN_PIPE` once a pipe's writer closed. Without
+/// one, reads now.
 ///
 /// ```c
 /// OVERLAPPED ov = {0}; ov.Offset = 4096;
@@ -138,9 +153,14 @@ pub unsafe extern "C" fn ReadFile(
         // SAFETY: the caller's OVERLAPPED, non-NULL.
         unsafe { set_status(lpOverlapped, code::STATUS_PENDING, 0) };
         let key = lpOverlapped as usize;
-        match io::submit(fd, key, None, |h| {
-            op::ReadAt::new(h, buf).at(at).user(key as u64)
-        }) {
+        let posted = if has_offsets(fd) {
+            io::submit(fd, key, None, |h| {
+                op::ReadAt::new(h, buf).at(at).user(key as u64)
+            })
+        } else {
+            io::submit(fd, key, None, |h| op::Read::new(h, buf).user(key as u64))
+        };
+        match posted {
             Ok(_) => fail(code::ERROR_IO_PENDING, FALSE),
             Err(e) => fail(post_error(e), FALSE),
         }
@@ -148,8 +168,8 @@ pub unsafe extern "C" fn ReadFile(
 }
 
 /// `WriteFile`: with an OVERLAPPED (the file associated with a port), posts
-/// a write at `Offset`/`OffsetHigh` and returns FALSE with
-/// `ERROR_IO_PENDING`. Without one, writes now.
+/// a write at `Offset`/`OffsetHigh` (a pipe or socket: the offset ignored)
+/// and returns FALSE with `ERROR_IO_PENDING`. Without one, writes now.
 ///
 /// ```c
 /// OVERLAPPED ov = {0}; ov.Offset = 0;
@@ -194,9 +214,14 @@ pub unsafe extern "C" fn WriteFile(
         // SAFETY: the caller's OVERLAPPED, non-NULL.
         unsafe { set_status(lpOverlapped, code::STATUS_PENDING, 0) };
         let key = lpOverlapped as usize;
-        match io::submit(fd, key, None, |h| {
-            op::WriteAt::new(h, buf).at(at).user(key as u64)
-        }) {
+        let posted = if has_offsets(fd) {
+            io::submit(fd, key, None, |h| {
+                op::WriteAt::new(h, buf).at(at).user(key as u64)
+            })
+        } else {
+            io::submit(fd, key, None, |h| op::Write::new(h, buf).user(key as u64))
+        };
+        match posted {
             Ok(_) => fail(code::ERROR_IO_PENDING, FALSE),
             Err(e) => fail(post_error(e), FALSE),
         }

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::dequeue::{self, Dequeued};
 use crate::error::{self, code};
-use crate::registry::{self, Object};
+use crate::registry::{self, Finish, Object};
 use crate::{io, sync};
 
 /// `CreateIoCompletionPort`: with `FileHandle == INVALID_HANDLE_VALUE`,
@@ -108,13 +108,23 @@ pub(crate) struct Reported {
     pub status: u32,
 }
 
+/// Results that are not Linux errors: a read at the end of a file, a read
+/// of a pipe whose writer closed.
+const END_OF_FILE: i32 = -1;
+const BROKEN_PIPE: i32 = -2;
+
 /// Finishes a dequeued completion the way Windows reports it: an AcceptEx's
 /// accept socket becomes the connection and the addresses go into its
 /// output buffer; the OVERLAPPED's Internal fields are written.
 pub(crate) fn report(d: Dequeued) -> Reported {
     let overlapped = d.overlapped as *mut OVERLAPPED;
     let mut result = d.result;
-    if let Some(t) = d.target {
+    if let Some(Finish::From { addr, len }) = d.finish {
+        // SAFETY: WSARecvFrom's contract: lpFrom and lpFromlen stay valid
+        // until the completion is dequeued (now); *lpFromlen is the room.
+        unsafe { write_from(d.from, addr, len) };
+    }
+    if let Some(Finish::Accept(t)) = d.finish {
         let closed = registry::release_accept_target(t.socket);
         if closed {
             // closesocket was called on the accept socket meanwhile: the
@@ -140,8 +150,12 @@ pub(crate) fn report(d: Dequeued) -> Reported {
         }
     }
     if d.kind == OpKind::ReadAt && result == Ok(0) {
-        // ReadFile past the end of a file fails on Windows.
-        result = Err(-1);
+        // ReadFile past the end of a file fails on Windows,
+        result = Err(END_OF_FILE);
+    }
+    if d.kind == OpKind::Read && result == Ok(0) {
+        // and so does ReadFile on a pipe whose writer closed.
+        result = Err(BROKEN_PIPE);
     }
     let key = d.key;
     let reported = match result {
@@ -153,13 +167,21 @@ pub(crate) fn report(d: Dequeued) -> Reported {
             error: 0,
             status: code::STATUS_SUCCESS,
         },
-        Err(-1) => Reported {
+        Err(END_OF_FILE) => Reported {
             ok: false,
             bytes: 0,
             key,
             overlapped,
             error: code::ERROR_HANDLE_EOF,
             status: 0xC000_0011, // STATUS_END_OF_FILE
+        },
+        Err(BROKEN_PIPE) => Reported {
+            ok: false,
+            bytes: 0,
+            key,
+            overlapped,
+            error: code::ERROR_BROKEN_PIPE,
+            status: 0xC000_014B, // STATUS_PIPE_BROKEN
         },
         Err(e) => Reported {
             ok: false,
@@ -177,6 +199,25 @@ pub(crate) fn report(d: Dequeued) -> Reported {
         unsafe { set_status(overlapped, reported.status, reported.bytes as usize) };
     }
     reported
+}
+
+/// Writes a datagram's sender into a WSARecvFrom's `lpFrom` (room in
+/// `*lpFromlen`, which then holds the length).
+///
+/// # Safety
+/// `addr` is NULL or points at `*len` writable bytes; `len` is NULL or a
+/// valid `int`.
+unsafe fn write_from(from: Option<std::net::SocketAddr>, addr: usize, len: usize) {
+    // SAFETY: per the caller, NULL or a valid int.
+    let (Some(from), Some(len)) = (from, unsafe { (len as *mut i32).as_mut() }) else {
+        return;
+    };
+    if addr == 0 || *len <= 0 {
+        return;
+    }
+    // SAFETY: per the caller, `*len` bytes at `addr` are writable.
+    let n = unsafe { write_sockaddr(from, addr as *mut u8, *len as usize) };
+    *len = n as i32;
 }
 
 /// `GetQueuedCompletionStatus`: dequeues one completion, waiting at most

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::error::{self, code};
 use crate::io::{self, PostError};
-use crate::registry::{self, AcceptTarget};
+use crate::registry::{self, AcceptTarget, Finish};
 
 /// Winsock `WSADATA`, Win64 layout.
 #[repr(C)]
@@ -219,9 +219,8 @@ unsafe fn wsabufs<'a>(bufs: *const WSABUF, count: DWORD) -> Option<&'a [WSABUF]>
 /// `WSARecv`: with an OVERLAPPED, posts a receive and returns
 /// `SOCKET_ERROR` with `WSA_IO_PENDING`; the completion (on the port the
 /// socket is associated with) says how many bytes arrived, 0 when the peer
-/// closed. With several WSABUFs the bytes go into the first non-empty one
-/// (a receive may always return fewer bytes than asked). Without an
-/// OVERLAPPED, receives now (blocking). Completion routines are not
+/// closed. Several WSABUFs are filled in order (one vectored receive).
+/// Without an OVERLAPPED, receives now (blocking). Completion routines are not
 /// supported (`WSAEOPNOTSUPP`).
 ///
 /// ```c
@@ -254,17 +253,31 @@ pub unsafe extern "C" fn WSARecv(
             // SAFETY: WSABUFs describe the caller's writable memory.
             return unsafe { recv_now(fd, bufs, lpNumberOfBytesRecvd, lpFlags) };
         }
-        let Some(b) = bufs.iter().find(|b| b.len > 0 && !b.buf.is_null()) else {
+        if bufs.iter().any(|b| b.buf.is_null() && b.len > 0) {
+            return fail(code::WSAEFAULT, SOCKET_ERROR);
+        }
+        if bufs.iter().all(|b| b.len == 0) || bufs.len() > op::MAX_BUFFERS {
             // A zero-byte receive (readiness only) is not supported.
             return fail(code::WSAEINVAL, SOCKET_ERROR);
-        };
-        // SAFETY: overlapped contract: the buffer and the OVERLAPPED stay
+        }
+        // SAFETY: overlapped contract: the buffers and the OVERLAPPED stay
         // valid until the completion is dequeued.
-        let buf = unsafe { raw_buf(b.buf, 0, b.len as usize) };
+        let mut raw: Vec<_> = bufs
+            .iter()
+            .map(|b| unsafe { raw_buf(b.buf, 0, b.len as usize) })
+            .collect();
         // SAFETY: non-NULL, the caller's OVERLAPPED.
         unsafe { set_status(lpOverlapped, code::STATUS_PENDING, 0) };
         let ov = lpOverlapped as usize;
-        match io::submit(fd, ov, None, |h| op::Recv::new(h, buf).user(ov as u64)) {
+        let posted = if raw.len() == 1 {
+            let buf = raw.pop().expect("one buffer");
+            io::submit(fd, ov, None, |h| op::Recv::new(h, buf).user(ov as u64))
+        } else {
+            io::submit(fd, ov, None, |h| {
+                op::RecvVectored::new(h, raw).user(ov as u64)
+            })
+        };
+        match posted {
             Ok(_) => fail(code::ERROR_IO_PENDING, SOCKET_ERROR),
             Err(e) => fail(post_error(fd, e), SOCKET_ERROR),
         }
@@ -305,8 +318,9 @@ unsafe fn recv_now(fd: RawFd, bufs: &[WSABUF], got: *mut DWORD, flags: *mut DWOR
 /// `WSASend`: with an OVERLAPPED, posts a send of every byte of the WSABUFs
 /// and returns `SOCKET_ERROR` with `WSA_IO_PENDING`; it completes, as on
 /// Windows, once all of them are sent (or with the error that stopped it).
-/// One WSABUF is sent from the caller's memory; several are copied into one
-/// buffer first. Without an OVERLAPPED, sends now (blocking).
+/// The bytes are sent from the caller's memory (several WSABUFs as one
+/// vectored send; more than 1024 are copied into one buffer first).
+/// Without an OVERLAPPED, sends now (blocking).
 ///
 /// ```c
 /// if (WSASend(s, &io->buf, 1, NULL, 0, &io->ov, NULL) == SOCKET_ERROR
@@ -348,12 +362,18 @@ pub unsafe extern "C" fn WSASend(
             // unchanged until the completion is dequeued.
             let buf = unsafe { raw_buf(b.buf, b.len as usize, b.len as usize) };
             io::submit(fd, ov, None, |h| op::SendAll::new(h, buf).user(ov as u64))
+        } else if bufs.len() <= op::MAX_BUFFERS {
+            // SAFETY: as above, for each WSABUF.
+            let raw: Vec<_> = bufs
+                .iter()
+                .map(|b| unsafe { raw_buf(b.buf, b.len as usize, b.len as usize) })
+                .collect();
+            io::submit(fd, ov, None, |h| {
+                op::SendVectored::new(h, raw).user(ov as u64)
+            })
         } else {
-            let mut all = Vec::new();
-            for b in bufs.iter().filter(|b| b.len > 0) {
-                // SAFETY: a WSABUF describes `len` readable bytes.
-                all.extend_from_slice(unsafe { std::slice::from_raw_parts(b.buf, b.len as usize) });
-            }
+            // SAFETY: the WSABUFs describe readable bytes.
+            let all = unsafe { gather(bufs) };
             io::submit(fd, ov, None, |h| op::SendAll::new(h, all).user(ov as u64))
         };
         match posted {
@@ -543,7 +563,7 @@ pub unsafe extern "C" fn AcceptEx(
         // SAFETY: non-NULL, the caller's OVERLAPPED.
         unsafe { set_status(lpOverlapped, code::STATUS_PENDING, 0) };
         let ov = lpOverlapped as usize;
-        let posted = io::submit(listener, ov, Some(accept_target), |h| {
+        let posted = io::submit(listener, ov, Some(Finish::Accept(accept_target)), |h| {
             let accept = op::Accept::new(h).user(ov as u64);
             match first {
                 Some(buf) => accept.first_data(buf),
@@ -710,45 +730,135 @@ pub unsafe extern "C" fn WSAGetOverlappedResult(
     })
 }
 
-/// `WSARecvFrom`: declared so that datagram code builds; it fails with
-/// `WSAEOPNOTSUPP` until the port has datagram operations.
+/// The bytes of WSABUFs, copied into one buffer.
 ///
-/// ```c
-/// if (WSARecvFrom(s, &b, 1, NULL, &flags, (SOCKADDR *)&from, &fromlen, &ov, NULL) == SOCKET_ERROR
-///     && WSAGetLastError() == WSAEOPNOTSUPP) no_udp_yet();
-/// ```
-#[no_mangle]
-pub extern "C" fn WSARecvFrom(
-    _s: usize,
-    _lpBuffers: *mut WSABUF,
-    _dwBufferCount: DWORD,
-    _lpNumberOfBytesRecvd: *mut DWORD,
-    _lpFlags: *mut DWORD,
-    _lpFrom: *mut libc::sockaddr,
-    _lpFromlen: *mut i32,
-    _lpOverlapped: *mut OVERLAPPED,
-    _lpCompletionRoutine: *mut c_void,
-) -> i32 {
-    fail(code::WSAEOPNOTSUPP, SOCKET_ERROR)
+/// # Safety
+/// Each WSABUF describes `len` readable bytes.
+unsafe fn gather(bufs: &[WSABUF]) -> Vec<u8> {
+    let mut all = Vec::new();
+    for b in bufs.iter().filter(|b| b.len > 0) {
+        // SAFETY: per the caller.
+        all.extend_from_slice(unsafe { std::slice::from_raw_parts(b.buf, b.len as usize) });
+    }
+    all
 }
 
-/// `WSASendTo`: declared so that datagram code builds; it fails with
-/// `WSAEOPNOTSUPP` until the port has datagram operations.
+/// `WSARecvFrom`: with an OVERLAPPED, posts a receive of one datagram into
+/// the first non-empty WSABUF and returns `SOCKET_ERROR` with
+/// `WSA_IO_PENDING`; when it completes, the sender's address is in
+/// `lpFrom` and its length in `*lpFromlen` (both must stay valid until
+/// then, as on Windows). A datagram longer than the buffer completes with
+/// `ERROR_MORE_DATA`. Completion routines are not supported.
 ///
 /// ```c
-/// WSASendTo(s, &b, 1, NULL, 0, (SOCKADDR *)&to, sizeof to, &ov, NULL);
+/// DWORD flags = 0; int fromlen = sizeof io->from;
+/// WSARecvFrom(s, &io->buf, 1, NULL, &flags, (SOCKADDR *)&io->from, &io->fromlen, &io->ov, NULL);
 /// ```
 #[no_mangle]
-pub extern "C" fn WSASendTo(
-    _s: usize,
-    _lpBuffers: *mut WSABUF,
-    _dwBufferCount: DWORD,
+pub unsafe extern "C" fn WSARecvFrom(
+    s: usize,
+    lpBuffers: *mut WSABUF,
+    dwBufferCount: DWORD,
+    _lpNumberOfBytesRecvd: *mut DWORD,
+    _lpFlags: *mut DWORD,
+    lpFrom: *mut libc::sockaddr,
+    lpFromlen: *mut i32,
+    lpOverlapped: *mut OVERLAPPED,
+    lpCompletionRoutine: *mut c_void,
+) -> i32 {
+    guard(SOCKET_ERROR, || {
+        if !lpCompletionRoutine.is_null() {
+            return fail(code::WSAEOPNOTSUPP, SOCKET_ERROR);
+        }
+        let Some(fd) = registry::as_fd(s) else {
+            return fail(code::WSAENOTSOCK, SOCKET_ERROR);
+        };
+        // SAFETY: WSARecvFrom's contract: `dwBufferCount` WSABUFs.
+        let Some(bufs) = (unsafe { wsabufs(lpBuffers, dwBufferCount) }) else {
+            return fail(code::WSAEFAULT, SOCKET_ERROR);
+        };
+        if lpOverlapped.is_null() || (!lpFrom.is_null() && lpFromlen.is_null()) {
+            return fail(code::WSAEFAULT, SOCKET_ERROR);
+        }
+        let Some(b) = bufs.iter().find(|b| b.len > 0 && !b.buf.is_null()) else {
+            return fail(code::WSAEINVAL, SOCKET_ERROR);
+        };
+        // SAFETY: overlapped contract: the buffer, the address and the
+        // OVERLAPPED stay valid until the completion is dequeued.
+        let buf = unsafe { raw_buf(b.buf, 0, b.len as usize) };
+        // SAFETY: non-NULL, the caller's OVERLAPPED.
+        unsafe { set_status(lpOverlapped, code::STATUS_PENDING, 0) };
+        let ov = lpOverlapped as usize;
+        let finish = Finish::From {
+            addr: lpFrom as usize,
+            len: lpFromlen as usize,
+        };
+        match io::submit(fd, ov, Some(finish), |h| {
+            op::RecvFrom::new(h, buf).user(ov as u64)
+        }) {
+            Ok(_) => fail(code::ERROR_IO_PENDING, SOCKET_ERROR),
+            Err(e) => fail(post_error(fd, e), SOCKET_ERROR),
+        }
+    })
+}
+
+/// `WSASendTo`: with an OVERLAPPED, posts a send of one datagram (the
+/// WSABUFs' bytes, copied into one buffer if there are several) to `lpTo`
+/// and returns `SOCKET_ERROR` with `WSA_IO_PENDING`.
+///
+/// ```c
+/// WSASendTo(s, &io->buf, 1, NULL, 0, (SOCKADDR *)&to, sizeof to, &io->ov, NULL);
+/// ```
+#[no_mangle]
+pub unsafe extern "C" fn WSASendTo(
+    s: usize,
+    lpBuffers: *mut WSABUF,
+    dwBufferCount: DWORD,
     _lpNumberOfBytesSent: *mut DWORD,
     _dwFlags: DWORD,
-    _lpTo: *const libc::sockaddr,
-    _iTolen: i32,
-    _lpOverlapped: *mut OVERLAPPED,
-    _lpCompletionRoutine: *mut c_void,
+    lpTo: *const libc::sockaddr,
+    iTolen: i32,
+    lpOverlapped: *mut OVERLAPPED,
+    lpCompletionRoutine: *mut c_void,
 ) -> i32 {
-    fail(code::WSAEOPNOTSUPP, SOCKET_ERROR)
+    guard(SOCKET_ERROR, || {
+        if !lpCompletionRoutine.is_null() {
+            return fail(code::WSAEOPNOTSUPP, SOCKET_ERROR);
+        }
+        let Some(fd) = registry::as_fd(s) else {
+            return fail(code::WSAENOTSOCK, SOCKET_ERROR);
+        };
+        // SAFETY: WSASendTo's contract: `dwBufferCount` WSABUFs.
+        let Some(bufs) = (unsafe { wsabufs(lpBuffers, dwBufferCount) }) else {
+            return fail(code::WSAEFAULT, SOCKET_ERROR);
+        };
+        if lpOverlapped.is_null() || bufs.iter().any(|b| b.buf.is_null() && b.len > 0) {
+            return fail(code::WSAEFAULT, SOCKET_ERROR);
+        }
+        // SAFETY: `lpTo` is NULL or `iTolen` readable bytes.
+        let Some(to) = (unsafe { read_sockaddr(lpTo, iTolen) }) else {
+            return fail(code::WSAEFAULT, SOCKET_ERROR);
+        };
+        // SAFETY: non-NULL, the caller's OVERLAPPED.
+        unsafe { set_status(lpOverlapped, code::STATUS_PENDING, 0) };
+        let ov = lpOverlapped as usize;
+        let posted = if let [b] = bufs {
+            // SAFETY: overlapped contract: the bytes stay valid and
+            // unchanged until the completion is dequeued.
+            let buf = unsafe { raw_buf(b.buf, b.len as usize, b.len as usize) };
+            io::submit(fd, ov, None, |h| {
+                op::SendTo::new(h, buf, to).user(ov as u64)
+            })
+        } else {
+            // SAFETY: the WSABUFs describe readable bytes.
+            let all = unsafe { gather(bufs) };
+            io::submit(fd, ov, None, |h| {
+                op::SendTo::new(h, all, to).user(ov as u64)
+            })
+        };
+        match posted {
+            Ok(_) => fail(code::ERROR_IO_PENDING, SOCKET_ERROR),
+            Err(e) => fail(post_error(fd, e), SOCKET_ERROR),
+        }
+    })
 }

@@ -2,7 +2,8 @@
  * timeouts, packets, a reset peer, cancels, closesocket with a receive in
  * flight, AcceptEx + GetAcceptExSockaddrs with first data, ConnectEx,
  * several WSABUFs, GetQueuedCompletionStatusEx, ReadFile/WriteFile at
- * offsets, and bad arguments (NULL pointers, unknown handles, closed
+ * offsets, datagrams (WSASendTo/WSARecvFrom), a receive into two WSABUFs,
+ * ReadFile/WriteFile on a pipe, and bad arguments (NULL pointers, unknown handles, closed
  * sockets) failing with the right code instead of crashing.
  * Prints "api: ok (backend NAME)" and exits 0 when every check passed. */
 #include <winsock2.h>
@@ -358,6 +359,134 @@ static void closing_a_port_releases_its_waiters(void)
     CHECK(CloseHandle(t));
 }
 
+/* WSASendTo / WSARecvFrom over UDP: the sender's address comes back in
+ * lpFrom; a datagram longer than the buffer is ERROR_MORE_DATA. */
+static void datagrams(void)
+{
+    struct sockaddr_in a, b, from;
+    socklen_t len = sizeof a;
+    int fromlen = sizeof from;
+    SOCKET u1 = WSASocket(AF_INET, SOCK_DGRAM, 0, NULL, 0, WSA_FLAG_OVERLAPPED);
+    SOCKET u2 = WSASocket(AF_INET, SOCK_DGRAM, 0, NULL, 0, WSA_FLAG_OVERLAPPED);
+    IO rio, sio;
+    DWORD n, flags = 0;
+    ULONG_PTR key;
+    LPOVERLAPPED ov;
+    int seen = 0;
+
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    b = a;
+    CHECK(bind(u1, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(u1, (struct sockaddr *)&a, &len) == 0);
+    len = sizeof b;
+    CHECK(bind(u2, (struct sockaddr *)&b, sizeof b) == 0 && getsockname(u2, (struct sockaddr *)&b, &len) == 0);
+    CHECK(CreateIoCompletionPort((HANDLE)u1, port, 61, 0) == port);
+    CHECK(CreateIoCompletionPort((HANDLE)u2, port, 62, 0) == port);
+
+    memset(&rio, 0, sizeof rio);
+    rio.buf.buf = rio.data;
+    rio.buf.len = sizeof rio.data;
+    memset(&from, 0, sizeof from);
+    CHECK(WSARecvFrom(u1, &rio.buf, 1, NULL, &flags, (struct sockaddr *)&from, &fromlen, &rio.ov, NULL) ==
+              SOCKET_ERROR &&
+          WSAGetLastError() == WSA_IO_PENDING);
+    memset(&sio, 0, sizeof sio);
+    sio.buf.buf = (char *)"datagram";
+    sio.buf.len = 8;
+    CHECK(WSASendTo(u2, &sio.buf, 1, NULL, 0, (struct sockaddr *)&a, sizeof a, &sio.ov, NULL) == SOCKET_ERROR &&
+          WSAGetLastError() == WSA_IO_PENDING);
+    while (seen != 3) {
+        CHECK(GetQueuedCompletionStatus(port, &n, &key, &ov, 10000));
+        if (ov == &sio.ov) {
+            CHECK(key == 62 && n == 8);
+            seen |= 1;
+        } else {
+            CHECK(ov == &rio.ov && key == 61 && n == 8);
+            seen |= 2;
+        }
+    }
+    CHECK(memcmp(rio.data, "datagram", 8) == 0);
+    CHECK(fromlen == sizeof(struct sockaddr_in) && from.sin_port == b.sin_port &&
+          from.sin_addr.s_addr == b.sin_addr.s_addr);
+
+    /* Too long for the buffer. */
+    rio.buf.len = 4;
+    fromlen = sizeof from;
+    memset(&rio.ov, 0, sizeof rio.ov);
+    CHECK(WSARecvFrom(u1, &rio.buf, 1, NULL, &flags, (struct sockaddr *)&from, &fromlen, &rio.ov, NULL) ==
+          SOCKET_ERROR);
+    CHECK(sendto(u2, "0123456789", 10, 0, (struct sockaddr *)&a, sizeof a) == 10);
+    CHECK(!GetQueuedCompletionStatus(port, &n, &key, &ov, 10000) && ov == &rio.ov);
+    CHECK(GetLastError() == ERROR_MORE_DATA);
+    CHECK(closesocket(u1) == 0 && closesocket(u2) == 0);
+}
+
+/* WSARecv into two WSABUFs fills both in order. */
+static void scattered_receive(void)
+{
+    SOCKET c, s;
+    WSABUF two[2];
+    char head[4], body[16];
+    OVERLAPPED o;
+    DWORD n, flags = 0, have = 0;
+    ULONG_PTR key;
+    LPOVERLAPPED ov;
+
+    pair(&c, &s, 71);
+    CHECK(send(c, "headbody", 8, 0) == 8);
+    two[0].buf = head;
+    two[0].len = sizeof head;
+    two[1].buf = body;
+    two[1].len = sizeof body;
+    while (have < 8) {
+        memset(&o, 0, sizeof o);
+        if (have > 0) { /* the rest, if the first receive was short */
+            two[0].len = have < 4 ? 4 - have : 0;
+            two[0].buf = head + (have < 4 ? have : 4);
+            two[1].buf = body + (have > 4 ? have - 4 : 0);
+        }
+        CHECK(WSARecv(s, two, 2, NULL, &flags, &o, NULL) == SOCKET_ERROR && WSAGetLastError() == WSA_IO_PENDING);
+        CHECK(GetQueuedCompletionStatus(port, &n, &key, &ov, 10000) && ov == &o && key == 71 && n > 0);
+        have += n;
+    }
+    CHECK(have == 8 && memcmp(head, "head", 4) == 0 && memcmp(body, "body", 4) == 0);
+    CHECK(closesocket(s) == 0);
+    close(c);
+}
+
+/* ReadFile/WriteFile on a pipe: no offsets; a closed writer is
+ * ERROR_BROKEN_PIPE. */
+static void pipes(void)
+{
+    int fds[2];
+    char buf[8];
+    OVERLAPPED r, w;
+    DWORD n;
+    ULONG_PTR key;
+    LPOVERLAPPED ov;
+    int seen = 0;
+
+    CHECK(pipe(fds) == 0);
+    CHECK(CreateIoCompletionPort((HANDLE)(ULONG_PTR)fds[0], port, 81, 0) == port);
+    CHECK(CreateIoCompletionPort((HANDLE)(ULONG_PTR)fds[1], port, 82, 0) == port);
+    memset(&r, 0, sizeof r);
+    memset(&w, 0, sizeof w);
+    r.Offset = w.Offset = 12345; /* ignored on a pipe */
+    CHECK(!ReadFile((HANDLE)(ULONG_PTR)fds[0], buf, sizeof buf, NULL, &r) && GetLastError() == ERROR_IO_PENDING);
+    CHECK(!WriteFile((HANDLE)(ULONG_PTR)fds[1], "pipe", 4, NULL, &w) && GetLastError() == ERROR_IO_PENDING);
+    while (seen != 3) {
+        CHECK(GetQueuedCompletionStatus(port, &n, &key, &ov, 10000) && n == 4);
+        seen |= ov == &w ? 1 : ov == &r ? 2 : 4;
+    }
+    CHECK(memcmp(buf, "pipe", 4) == 0);
+    CHECK(!ReadFile((HANDLE)(ULONG_PTR)fds[0], buf, sizeof buf, NULL, &r) && GetLastError() == ERROR_IO_PENDING);
+    CHECK(CloseHandle((HANDLE)(ULONG_PTR)fds[1]));
+    CHECK(!GetQueuedCompletionStatus(port, &n, &key, &ov, 10000) && ov == &r);
+    CHECK(GetLastError() == ERROR_BROKEN_PIPE);
+    CHECK(CloseHandle((HANDLE)(ULONG_PTR)fds[0]));
+}
+
 static void files_at_offsets(void)
 {
     char path[64], buf[16];
@@ -470,6 +599,9 @@ int main(void)
     accept_ex_connect_ex();
     closing_sockets_of_pending_accepts();
     closing_a_port_releases_its_waiters();
+    datagrams();
+    scattered_receive();
+    pipes();
     files_at_offsets();
     bad_arguments_fail_cleanly();
     printf("api: ok (backend %s)\n", backend);
