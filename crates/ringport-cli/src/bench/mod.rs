@@ -93,6 +93,10 @@ pub struct Args {
     /// Command for the tokio server instead of `ringport tokio-echo ...`.
     #[arg(long, hide = true)]
     pub tokio_cmd: Option<String>,
+    /// Another server, NAME=COMMAND (repeatable; the command must print
+    /// `listening on ADDR`): run it by listing NAME in `--servers`.
+    #[arg(long = "server-cmd", hide = true)]
+    pub server_cmds: Vec<String>,
     /// Directory for bench.json, bench.svg and the servers' logs.
     #[arg(long, default_value = "target/ringport-bench")]
     pub out: PathBuf,
@@ -222,7 +226,16 @@ fn server_argv(a: &Args, name: &str) -> anyhow::Result<Vec<String>> {
                 v
             }
         },
-        other => anyhow::bail!("unknown server {other:?} (expected ringport or tokio)"),
+        other => match a
+            .server_cmds
+            .iter()
+            .find_map(|c| c.strip_prefix(other)?.strip_prefix('='))
+        {
+            Some(c) => split(c),
+            None => anyhow::bail!(
+                "unknown server {other:?} (expected ringport, tokio or a --server-cmd NAME)"
+            ),
+        },
     })
 }
 

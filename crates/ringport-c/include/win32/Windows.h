@@ -1,0 +1,2 @@
+/* The spelling Windows code uses in include lines: windows.h. */
+#include "windows.h"

@@ -1,0 +1,2 @@
+/* tchar.h for Linux: ANSI text (_T, TCHAR are in windows.h). */
+#include "windows.h"
