@@ -10,7 +10,8 @@
 //! completions of it take the registry's answer, "no such connection"), and
 //! [`ConnCache::sweep`] lets go of such entries now and then.
 
-use crate::conn::{ConnId, Connection};
+use crate::conn::Connection;
+use crate::id::ConnId;
 use crate::registry::Registry;
 
 /// Lookups between two sweeps of entries of removed connections.
@@ -26,7 +27,11 @@ pub(crate) struct ConnCache {
 impl ConnCache {
     /// The live connection with this id: from the cache, or from the
     /// registry (then cached).
-    pub(crate) fn get(&mut self, registry: &Registry, id: ConnId) -> Option<&Connection> {
+    pub(crate) fn get(
+        &mut self,
+        registry: &Registry<Connection>,
+        id: ConnId,
+    ) -> Option<&Connection> {
         self.since_sweep += 1;
         if self.since_sweep >= SWEEP_EVERY {
             self.sweep();

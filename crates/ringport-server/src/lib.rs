@@ -65,15 +65,35 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acceptor;
+mod builder;
+mod config;
 mod conn;
 mod conn_cache;
+mod conn_state;
+mod connections;
+mod env;
+mod event;
+mod flow;
 mod handler;
+mod id;
+mod reason;
 mod registry;
+mod reorder;
 mod server;
+mod shared;
 mod stats;
+mod stop;
+mod sweep;
+mod tag;
+mod worker;
 
-pub use conn::{ConnId, Connection};
-pub use handler::{DisconnectReason, Handler};
+pub use builder::ServerBuilder;
+pub use conn::Connection;
+pub use connections::Connections;
+pub use handler::Handler;
+pub use id::ConnId;
+pub use reason::DisconnectReason;
 pub use ringport::BackendKind;
-pub use server::{Connections, Server, ServerBuilder};
+pub use server::Server;
 pub use stats::Stats;
