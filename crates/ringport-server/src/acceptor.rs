@@ -203,7 +203,12 @@ fn open(env: &Arc<ServerEnv>, acc: Accepted, first: Option<Vec<u8>>) {
         .registry
         .insert(|id| Connection::new(id, acc.local, acc.peer, env.clone(), first));
     Counters::add(&env.counters.connections_total, 1);
-    match env.port.associate(acc.socket, conn.id().as_u64()) {
+    // The connection is the socket's context: its completions reach it
+    // without a lookup.
+    match env
+        .port
+        .associate_with(acc.socket, conn.id().as_u64(), conn.clone())
+    {
         Ok(h) => conn.attach(h),
         Err(e) => conn.close_with(DisconnectReason::Error(e), CloseMode::Abortive),
     }

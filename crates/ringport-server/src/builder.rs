@@ -33,7 +33,9 @@ use crate::{sweep, worker};
 ///
 /// struct Echo;
 /// impl Handler for Echo {
-///     fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+///     type State = ();
+///     fn on_connect(&self, _: &Connection, _: Option<Vec<u8>>) {}
+///     fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
 ///         let _ = conn.send(data);
 ///     }
 /// }
@@ -67,6 +69,8 @@ impl Default for ServerBuilder {
                 pool_buffers: 256,
                 max_connections: usize::MAX,
                 idle_timeout: None,
+                read_timeout: None,
+                write_timeout: None,
                 send_queue_limit: 1 << 20,
                 nodelay: true,
                 keepalive: None,
@@ -166,6 +170,33 @@ impl ServerBuilder {
         self
     }
 
+    /// Closes connections that received nothing for this long (a read
+    /// deadline: a client that stopped sending, whatever the server sends
+    /// it), with [`DisconnectReason::ReadTimeout`](crate::DisconnectReason::ReadTimeout).
+    /// Checked by the same sweep as the idle timeout. Default: none.
+    ///
+    /// ```
+    /// let b = ringport_server::Server::builder().read_timeout(std::time::Duration::from_secs(30));
+    /// ```
+    pub fn read_timeout(mut self, after: Duration) -> Self {
+        self.cfg.read_timeout = Some(after.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// Closes connections whose queued data made no progress for this
+    /// long (a write deadline: a send not finished, a client that does not
+    /// read), abortively, with
+    /// [`DisconnectReason::WriteTimeout`](crate::DisconnectReason::WriteTimeout).
+    /// Checked by the same sweep as the idle timeout. Default: none.
+    ///
+    /// ```
+    /// let b = ringport_server::Server::builder().write_timeout(std::time::Duration::from_secs(10));
+    /// ```
+    pub fn write_timeout(mut self, after: Duration) -> Self {
+        self.cfg.write_timeout = Some(after.max(Duration::from_millis(1)));
+        self
+    }
+
     /// Memory a connection may hold — the buffers of its queued sends and
     /// of data received and not yet handed to [`Handler::on_data`], counted
     /// by capacity ([`Connection::held`]) — before the server stops reading
@@ -226,7 +257,9 @@ impl ServerBuilder {
     /// # use ringport_server::{Connection, Handler, Server};
     /// # struct Echo;
     /// # impl Handler for Echo {
-    /// #     fn on_data(&self, conn: &Connection, data: Vec<u8>) { let _ = conn.send(data); }
+    /// #     type State = ();
+    /// #     fn on_connect(&self, _: &Connection, _: Option<Vec<u8>>) {}
+    /// #     fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) { let _ = conn.send(data); }
     /// # }
     /// let server = Server::builder().bind("127.0.0.1".parse()?).start(Echo)?;
     /// assert_ne!(server.local_addr().port(), 0);

@@ -19,6 +19,8 @@ pub(crate) struct Config {
     pub pool_buffers: usize,
     pub max_connections: usize,
     pub idle_timeout: Option<Duration>,
+    pub read_timeout: Option<Duration>,
+    pub write_timeout: Option<Duration>,
     pub send_queue_limit: usize,
     pub nodelay: bool,
     pub keepalive: Option<Duration>,
@@ -29,6 +31,14 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// The shortest of the deadlines the sweep checks, if any.
+    pub(crate) fn shortest_deadline(&self) -> Option<Duration> {
+        [self.idle_timeout, self.read_timeout, self.write_timeout]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
     /// The flow-control limit these settings give.
     pub(crate) fn flow(&self) -> FlowControl {
         FlowControl {

@@ -13,25 +13,29 @@
 //! never overlap, see bytes in the order they arrived and sends in the
 //! order they were posted.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use ringport::op;
-use ringport::{Handle, OpId};
+use ringport::{Blocking, Handle, IoBuf, OpId};
 
+use crate::activity::Activity;
 use crate::conn_state::{CloseMode, State};
-use crate::env::Env;
+use crate::env::{AppState, Env};
 use crate::event::{Action, Event};
 use crate::id::ConnId;
 use crate::reason::DisconnectReason;
 use crate::reorder::Stream;
 use crate::stats::Hot;
 use crate::tag::Tag;
+use crate::timer::TimerId;
 
 /// The server's shared state as a connection sees it.
 pub(crate) type ServerEnv = Env<Connection>;
@@ -58,19 +62,20 @@ pub(crate) fn run_pending() {
 
 pub(crate) struct Inner {
     id: ConnId,
-    local: SocketAddr,
+    /// Known once the connection is established.
+    local: OnceLock<SocketAddr>,
     peer: SocketAddr,
     env: Arc<ServerEnv>,
-    /// Milliseconds since the server started at which the connection was
-    /// last seen active: set at creation and by the idle sweep, which
-    /// finds `active` set when bytes were received or a send completed
-    /// since its previous round (so no clock is read per message).
-    last_active: AtomicU64,
-    active: AtomicBool,
-    /// Removed from the registry (its Disconnect callback ran).
+    /// For the deadline sweep.
+    activity: Activity,
+    /// Removed from the registry (its last callback ran).
     gone: AtomicBool,
     queued: AtomicUsize,
     state: Mutex<State>,
+    /// The handler's state of this connection: locked by the worker that
+    /// holds the drain right, for the callbacks it runs (so never
+    /// contended).
+    app: Mutex<AppState>,
 }
 
 /// A client connection (the seeds' per-handle `PER_SOCKET_CONTEXT`).
@@ -85,10 +90,11 @@ pub(crate) struct Inner {
 ///
 /// struct Greeter;
 /// impl Handler for Greeter {
+///     type State = ();
 ///     fn on_connect(&self, conn: &Connection, _first: Option<Vec<u8>>) {
-///         let _ = conn.send(format!("hello {}\n", conn.peer_addr()));
+///         let _ = conn.send(format!("hello {}\n", conn.peer_addr()).into_bytes());
 ///     }
-///     fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+///     fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
 ///         if data.starts_with(b"quit") {
 ///             conn.close(); // after what is queued has been sent
 ///         }
@@ -112,20 +118,41 @@ impl Connection {
         env: Arc<ServerEnv>,
         first_data: Option<Vec<u8>>,
     ) -> Connection {
+        let conn = Connection::with_state(id, peer, env, State::new(id, first_data));
+        let _ = conn.inner.local.set(local);
+        conn
+    }
+
+    /// An outbound connection to `peer`, before its connect is posted.
+    pub(crate) fn outbound(id: ConnId, peer: SocketAddr, env: Arc<ServerEnv>) -> Connection {
+        Connection::with_state(id, peer, env, State::outbound(id))
+    }
+
+    fn with_state(id: ConnId, peer: SocketAddr, env: Arc<ServerEnv>, state: State) -> Connection {
         let now = env.now_ms();
         Connection {
             inner: Arc::new(Inner {
                 id,
-                local,
+                local: OnceLock::new(),
                 peer,
                 env,
-                last_active: AtomicU64::new(now),
-                active: AtomicBool::new(false),
+                activity: Activity::new(now),
                 gone: AtomicBool::new(false),
                 queued: AtomicUsize::new(0),
-                state: Mutex::new(State::new(first_data)),
+                state: Mutex::new(state),
+                app: Mutex::new(None),
             }),
         }
+    }
+
+    /// The connection's deadline clocks.
+    pub(crate) fn activity(&self) -> &Activity {
+        &self.inner.activity
+    }
+
+    /// The connection's state, locked.
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock()
     }
 
     pub(crate) fn env(&self) -> &Arc<ServerEnv> {
@@ -143,7 +170,8 @@ impl Connection {
         self.inner.id
     }
 
-    /// The server's address of this connection.
+    /// The server's address of this connection (0.0.0.0:0 for an outbound
+    /// connection not established yet).
     ///
     /// ```
     /// # fn f(conn: &ringport_server::Connection) {
@@ -151,10 +179,15 @@ impl Connection {
     /// # }
     /// ```
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local
+        self.inner
+            .local
+            .get()
+            .copied()
+            .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
     }
 
-    /// The client's address.
+    /// The peer's address (the client's, or the service an outbound
+    /// connection goes to).
     ///
     /// ```
     /// # fn f(conn: &ringport_server::Connection) {
@@ -211,21 +244,27 @@ impl Connection {
     }
 
     /// Queues `data` to be sent after what is already queued; the port
-    /// finishes partial sends. When the queue grows past the server's
-    /// send-queue limit, the connection stops being read until it drains
-    /// (flow control); the data is queued anyway. Use
+    /// finishes partial sends. `data` is any buffer the port can send: a
+    /// `Vec<u8>` (given back to the receive pool once sent), or a shared
+    /// one (`Arc<[u8]>`, `bytes::Bytes`) that many connections send without
+    /// a copy each. When the queue grows past the server's send-queue
+    /// limit, the connection stops being read until it drains (flow
+    /// control); the data is queued anyway. Use
     /// [`try_send`](Self::try_send) to refuse instead.
     ///
     /// ```
     /// # fn f(conn: &ringport_server::Connection) -> std::io::Result<()> {
     /// conn.send(b"hello\n".to_vec())?;
+    /// conn.send(format!("you are {}\n", conn.peer_addr()).into_bytes())?;
+    /// let shared: std::sync::Arc<[u8]> = b"news\n".as_slice().into();
+    /// conn.send(shared)?;
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
     /// `NotConnected` once the connection is closed or closing; a port error.
-    pub fn send(&self, data: impl Into<Vec<u8>>) -> io::Result<()> {
-        self.send_inner(data.into(), false)
+    pub fn send(&self, data: impl IoBuf) -> io::Result<()> {
+        self.send_inner(data, false)
     }
 
     /// As [`send`](Self::send), but refuses with `WouldBlock` while the send
@@ -243,11 +282,11 @@ impl Connection {
     ///
     /// # Errors
     /// `WouldBlock` over the limit; otherwise as [`send`](Self::send).
-    pub fn try_send(&self, data: impl Into<Vec<u8>>) -> io::Result<()> {
-        self.send_inner(data.into(), true)
+    pub fn try_send(&self, data: impl IoBuf) -> io::Result<()> {
+        self.send_inner(data, true)
     }
 
-    fn send_inner(&self, data: Vec<u8>, refuse_over_limit: bool) -> io::Result<()> {
+    fn send_inner<B: IoBuf>(&self, data: B, refuse_over_limit: bool) -> io::Result<()> {
         let n = data.len();
         if n == 0 {
             return Ok(());
@@ -266,10 +305,14 @@ impl Connection {
                 "the connection's send queue is full",
             ));
         }
-        let mem = data.capacity();
+        let mem = send_mem(&data);
         let tag = st.next_send();
         env.port
             .submit(op::SendAll::new(h, data).user(tag.user()))?;
+        if st.queued == 0 {
+            // The write deadline counts from here.
+            self.inner.activity.send.mark();
+        }
         st.sent_posted(n, mem);
         self.inner.queued.store(st.queued, Ordering::Relaxed);
         st.check_limit(env);
@@ -335,17 +378,80 @@ impl Connection {
         }
     }
 
-    /// How long the connection has been idle, as the idle sweep sees it at
-    /// `now_ms`: activity since the sweep's previous round counts as
-    /// happening now, so the idle time is never overestimated.
-    pub(crate) fn idle_ms(&self, now_ms: u64) -> u64 {
-        let inner = &self.inner;
-        if inner.active.load(Ordering::Relaxed) {
-            inner.active.store(false, Ordering::Relaxed);
-            inner.last_active.store(now_ms, Ordering::Relaxed);
-            return 0;
-        }
-        now_ms.saturating_sub(inner.last_active.load(Ordering::Relaxed))
+    /// Arms a one-shot timer: [`Handler::on_timer`](crate::Handler::on_timer)
+    /// runs for this connection with the returned id after `after` (in
+    /// order with its other callbacks), unless it was cancelled or the
+    /// connection ended first: a connection's timers are cancelled when it
+    /// ends. A login deadline, a delayed reply.
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) -> std::io::Result<()> {
+    /// let login_deadline = conn.set_timer(std::time::Duration::from_secs(10))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `NotConnected` once the connection ended; a port error.
+    pub fn set_timer(&self, after: Duration) -> io::Result<TimerId> {
+        self.inner
+            .state
+            .lock()
+            .set_timer(&self.inner.env, after, None)
+    }
+
+    /// Arms a periodic timer: [`Handler::on_timer`](crate::Handler::on_timer)
+    /// runs every `every` until [`cancel_timer`](Self::cancel_timer) or the
+    /// end of the connection (a heartbeat).
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) -> std::io::Result<()> {
+    /// let heartbeat = conn.set_periodic(std::time::Duration::from_secs(1))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`set_timer`](Self::set_timer).
+    pub fn set_periodic(&self, every: Duration) -> io::Result<TimerId> {
+        self.inner
+            .state
+            .lock()
+            .set_timer(&self.inner.env, every, Some(every))
+    }
+
+    /// Cancels a timer of this connection; returns whether it was armed.
+    /// Once this returns, the timer's callback is not called (any more).
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) -> std::io::Result<()> {
+    /// let t = conn.set_timer(std::time::Duration::from_secs(10))?;
+    /// assert!(conn.cancel_timer(t));
+    /// assert!(!conn.cancel_timer(t));
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel_timer(&self, timer: TimerId) -> bool {
+        self.inner
+            .state
+            .lock()
+            .timers
+            .cancel(&self.inner.env.port, timer)
+    }
+
+    /// Declares that the calling callback is about to block (a database
+    /// query, a file read): until the guard is dropped, the worker's running
+    /// slot is free, so another worker serves other connections meanwhile
+    /// (as IOCP does when a running thread blocks). This connection's own
+    /// callbacks still wait for this one.
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// let row = {
+    ///     let _blocking = conn.blocking();
+    ///     std::fs::read_to_string("/etc/hostname") // stands for a slow query
+    /// };
+    /// # }
+    /// ```
+    pub fn blocking(&self) -> Blocking<'_> {
+        self.inner.env.port.blocking()
     }
 
     /// Gives the connection its associated handle and starts reading, or
@@ -366,12 +472,31 @@ impl Connection {
         if st.inbox_mem > 0 {
             st.check_limit(&self.inner.env);
         }
+        self.take_turn(&mut st)
+    }
+
+    /// As [`deliver`](Self::deliver), for a change `f` makes to the state
+    /// (a timer, a connect) that may queue an event.
+    pub(crate) fn deliver_with(&self, f: impl FnOnce(&mut State, &ServerEnv)) -> Option<Action> {
+        let mut st = self.inner.state.lock();
+        f(&mut st, &self.inner.env);
+        if self.inner.local.get().is_none() {
+            if let Some(local) = st.handle.as_ref().and_then(local_addr_of) {
+                let _ = self.inner.local.set(local);
+            }
+        }
+        self.take_turn(&mut st)
+    }
+
+    /// Takes the drain right if nobody holds it and there is an event:
+    /// returns that event's callback to run.
+    fn take_turn(&self, st: &mut State) -> Option<Action> {
         if st.draining {
             return None;
         }
         let ev = st.inbox.pop_front()?;
         st.draining = true;
-        Some(self.prepare(&mut st, ev))
+        Some(self.prepare(st, ev))
     }
 
     /// Runs `first` (the action of the event the caller took the drain
@@ -381,9 +506,10 @@ impl Connection {
     /// runs after, without the lock.
     pub(crate) fn drain(&self, first: Option<Action>) {
         const FAIR_SHARE: usize = 64;
+        let mut app = self.inner.app.lock();
         let mut ran = 0;
         if let Some(action) = first {
-            self.run(action);
+            self.run(&mut app, action);
             ran = 1;
         }
         while ran < FAIR_SHARE {
@@ -397,9 +523,10 @@ impl Connection {
                     }
                 }
             };
-            self.run(action);
+            self.run(&mut app, action);
             ran += 1;
         }
+        drop(app);
         // Let other connections' completions run; a worker continues later.
         if self
             .inner
@@ -423,44 +550,40 @@ impl Connection {
         if let Action::Sent(_, report) = &action {
             self.inner.queued.store(st.queued, Ordering::Relaxed);
             if report.is_some() {
-                self.touch();
+                let activity = &self.inner.activity;
+                activity.any.mark();
+                activity.send.mark();
             }
         }
         action
     }
 
     /// Runs an event's callback (without the lock).
-    fn run(&self, action: Action) {
+    fn run(&self, app: &mut AppState, action: Action) {
         let env = &self.inner.env;
         match action {
             Action::Data(buf) => {
                 env.counters.add_hot(Hot::BytesIn, buf.len() as u64);
-                self.touch();
-                env.callbacks.run(self, Action::Data(buf));
+                let activity = &self.inner.activity;
+                activity.any.mark();
+                activity.recv.mark();
+                env.callbacks.run(self, app, Action::Data(buf));
             }
             Action::Sent(buf, report) => {
                 if let Some(buf) = buf {
                     env.port.recycle(buf);
                 }
                 if report.is_some() {
-                    env.callbacks.run(self, Action::Sent(None, report));
+                    env.callbacks.run(self, app, Action::Sent(None, report));
                 }
             }
-            Action::Disconnect(reason) => {
-                env.callbacks.run(self, Action::Disconnect(reason));
+            Action::Nothing => {}
+            action if action.is_last() => {
+                env.callbacks.run(self, app, action);
                 self.inner.gone.store(true, Ordering::Release);
                 env.removed(self.id());
             }
-            Action::Nothing => {}
-            action @ Action::Connect(_) => env.callbacks.run(self, action),
-        }
-    }
-
-    /// Marks the connection active for the idle sweep (when there is one).
-    fn touch(&self) {
-        let inner = &self.inner;
-        if inner.env.config.idle_timeout.is_some() && !inner.active.load(Ordering::Relaxed) {
-            inner.active.store(true, Ordering::Relaxed);
+            action => env.callbacks.run(self, app, action),
         }
     }
 
@@ -472,6 +595,18 @@ impl Connection {
             self.inner.env.port.cancel_handle(&h);
         }
     }
+}
+
+/// The memory a queued send's buffer counts for: a `Vec`'s capacity (it
+/// is this connection's), the length of anything else.
+pub(crate) fn send_mem<B: IoBuf>(data: &B) -> usize {
+    (data as &dyn Any)
+        .downcast_ref::<Vec<u8>>()
+        .map_or(data.len(), Vec::capacity)
+}
+
+fn local_addr_of(h: &Handle) -> Option<SocketAddr> {
+    socket2::SockRef::from(h).local_addr().ok()?.as_socket()
 }
 
 fn not_connected() -> io::Error {

@@ -4,6 +4,8 @@
 //! without it (see the `conn` module).
 
 use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use ringport::{op, Handle, OpId};
@@ -11,10 +13,22 @@ use ringport::{op, Handle, OpId};
 use crate::env::Env;
 use crate::event::{Action, Event};
 use crate::flow::{RecvEnd, RecvState};
+use crate::id::ConnId;
 use crate::reason::DisconnectReason;
 use crate::reorder::{Reorder, Stream};
 use crate::stats::Counters;
 use crate::tag::Tag;
+use crate::timer::{Owner, TimerId, Timers};
+
+/// An outbound connection's connect in progress.
+pub(crate) struct Connecting {
+    /// The connect operation.
+    op: OpId,
+    /// The connect timeout's timer.
+    timeout: OpId,
+    /// The timeout fired (the connect was cancelled for it).
+    timed_out: bool,
+}
 
 /// How a close ends the connection.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -50,13 +64,19 @@ pub(crate) struct State {
     pub closing: Option<DisconnectReason>,
     /// The handle is gone; the Disconnect event is queued or delivered.
     pub closed: bool,
+    /// The connection's timers.
+    pub timers: Timers,
+    /// An outbound connection not established yet.
+    connecting: Option<Connecting>,
 }
 
 impl State {
     /// A connection being set up: its first event is `Connect`, and its
     /// creator holds the right to drain it.
-    pub(crate) fn new(first_data: Option<Vec<u8>>) -> State {
+    pub(crate) fn new(id: ConnId, first_data: Option<Vec<u8>>) -> State {
         State {
+            timers: Timers::new(Owner::Conn(id.as_u64())),
+            connecting: None,
             handle: None,
             recv: RecvState::Stopped,
             queued: 0,
@@ -77,9 +97,122 @@ impl State {
         self.queued_mem + self.inbox_mem
     }
 
-    /// Whether the connection is still open (not closed, not closing).
+    /// An outbound connection before its connect is posted: nothing to
+    /// drain, nobody draining.
+    pub(crate) fn outbound(id: ConnId) -> State {
+        let mut st = State::new(id, None);
+        st.inbox.clear();
+        st.draining = false;
+        st
+    }
+
+    /// Whether the connection is open (established, not closed, not
+    /// closing).
     pub(crate) fn is_open(&self) -> bool {
-        !self.closed && self.closing.is_none()
+        !self.closed && self.closing.is_none() && self.connecting.is_none()
+    }
+
+    /// Posts an outbound connection's connect and its timeout.
+    pub(crate) fn start_connect<C: Clone>(
+        &mut self,
+        env: &Env<C>,
+        handle: Handle,
+        key: u64,
+        to: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        let timer = env.port.submit(
+            op::Timeout::new(timeout)
+                .key(key)
+                .user(Tag::ConnectTimeout.user()),
+        )?;
+        let connect = env
+            .port
+            .submit(op::Connect::new(&handle, to).user(Tag::Connect.user()));
+        let connect = match connect {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = env.port.cancel(timer);
+                env.port.cancel_handle(&handle);
+                return Err(e);
+            }
+        };
+        self.handle = Some(handle);
+        self.connecting = Some(Connecting {
+            op: connect,
+            timeout: timer,
+            timed_out: false,
+        });
+        Ok(())
+    }
+
+    /// The connect timeout fired: cancel the connect (it then completes
+    /// as cancelled, reported as timed out).
+    pub(crate) fn on_connect_timeout<C: Clone>(&mut self, env: &Env<C>) {
+        if let Some(c) = self.connecting.as_mut() {
+            c.timed_out = true;
+            let _ = env.port.cancel(c.op);
+        }
+    }
+
+    /// The connect completed: the connection starts (its `Connect` event
+    /// queued, reading), or ends with `ConnectFailed`.
+    pub(crate) fn on_connected<C: Clone>(&mut self, env: &Env<C>, res: Result<usize, i32>) {
+        if self.closed {
+            return;
+        }
+        let Some(c) = self.connecting.take() else {
+            return;
+        };
+        let _ = env.port.cancel(c.timeout);
+        match res {
+            Ok(_) => {
+                self.inbox.push_back(Event::Connect(None));
+                self.recv = RecvState::Paused;
+                self.resume(env);
+            }
+            Err(code) => {
+                let error = if c.timed_out {
+                    io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
+                } else {
+                    io::Error::from_raw_os_error(code)
+                };
+                self.closed = true;
+                if let Some(h) = self.handle.take() {
+                    env.port.cancel_handle(&h);
+                }
+                self.timers.cancel_all(&env.port);
+                Counters::add(&env.counters.connect_failures, 1);
+                self.inbox.push_back(Event::ConnectFailed(error));
+            }
+        }
+    }
+
+    /// Timer `n` of the connection completed: its event is queued if it is
+    /// still armed.
+    pub(crate) fn on_timer<C: Clone>(&mut self, env: &Env<C>, n: u64, cancelled: bool) {
+        if self.closed {
+            return;
+        }
+        if let Some(id) = self.timers.fired(&env.port, n, cancelled) {
+            self.inbox.push_back(Event::Timer(id));
+        }
+    }
+
+    /// Arms a timer of the connection.
+    pub(crate) fn set_timer<C: Clone>(
+        &mut self,
+        env: &Env<C>,
+        after: Duration,
+        period: Option<Duration>,
+    ) -> io::Result<TimerId> {
+        if self.closed {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closed",
+            ));
+        }
+        self.timers.arm(&env.port, after, period)
     }
 
     /// The tag of the next send, which the caller posts now.
@@ -198,6 +331,19 @@ impl State {
         self.closed = true;
         self.closing = None;
         self.stop_reading(env);
+        self.timers.cancel_all(&env.port);
+        if let Some(c) = self.connecting.take() {
+            // Not established: no Connect was reported, so no Disconnect
+            // either; the connect's own completion is ignored.
+            let _ = env.port.cancel(c.timeout);
+            if let Some(h) = self.handle.take() {
+                env.port.cancel_handle(&h);
+            }
+            Counters::add(&env.counters.connect_failures, 1);
+            self.inbox
+                .push_back(Event::ConnectFailed(reason.to_connect_error()));
+            return;
+        }
         if let Some(h) = self.handle.take() {
             if abortive {
                 let _ = socket2::SockRef::from(&h).set_linger(Some(Duration::ZERO));
@@ -210,6 +356,8 @@ impl State {
                 DisconnectReason::PeerClosed => &c.peer_closed,
                 DisconnectReason::Reset => &c.resets,
                 DisconnectReason::IdleTimeout => &c.idle_timeouts,
+                DisconnectReason::ReadTimeout => &c.read_timeouts,
+                DisconnectReason::WriteTimeout => &c.write_timeouts,
                 DisconnectReason::Shutdown => &c.shutdown_closes,
                 DisconnectReason::Closed => &c.local_closes,
                 DisconnectReason::Error(_) => &c.local_errors,
@@ -256,13 +404,12 @@ impl State {
                 }
             }
             Event::Sent(res, buf) => {
-                let len = buf.as_ref().map_or(0, Vec::len);
-                self.queued_mem = self
-                    .queued_mem
-                    .saturating_sub(buf.as_ref().map_or(0, Vec::capacity));
-                let report = self.on_sent(env, res, len);
-                Action::Sent(buf, report)
+                self.queued_mem = self.queued_mem.saturating_sub(buf.mem);
+                let report = self.on_sent(env, res, buf.len);
+                Action::Sent(buf.vec, report)
             }
+            Event::Timer(id) => Action::Timer(id),
+            Event::ConnectFailed(e) => Action::ConnectFailed(e),
             Event::RecvEnd(res) => {
                 self.on_recv_end(env, res);
                 Action::Nothing

@@ -2,7 +2,9 @@
 //! the settings, the counters, the registry of live connections, the
 //! handler's callbacks, and the stop flag.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
@@ -13,12 +15,20 @@ use crate::event::Action;
 use crate::id::ConnId;
 use crate::registry::Registry;
 use crate::stats::Counters;
+use crate::timer::{Owner, TimerId, Timers};
+
+/// A connection's application state, as the handler's type behind `Any`
+/// (`None` before `on_connect` made it and after `on_disconnect` took it).
+pub(crate) type AppState = Option<Box<dyn Any + Send>>;
 
 /// Runs a connection's callbacks (the handler, behind the type `C` of the
 /// connection it is given).
 pub(crate) trait Callbacks<C>: Send + Sync {
-    /// Runs the callback of `action` for `conn`.
-    fn run(&self, conn: &C, action: Action);
+    /// Runs the callback of `action` for `conn`, whose application state
+    /// is `state`.
+    fn run(&self, conn: &C, state: &mut AppState, action: Action);
+    /// Runs the callback of a server timer.
+    fn server_timer(&self, env: &Arc<Env<C>>, timer: TimerId);
 }
 
 /// The server's shared state; `C` is the connection type.
@@ -28,6 +38,8 @@ pub(crate) struct Env<C> {
     pub counters: Counters,
     pub registry: Registry<C>,
     pub callbacks: Box<dyn Callbacks<C>>,
+    /// The server's own timers (the handler's ticks).
+    pub timers: Mutex<Timers>,
     epoch: Instant,
     stopping: AtomicBool,
     stop_lock: Mutex<()>,
@@ -46,6 +58,7 @@ impl<C: Clone> Env<C> {
             config,
             registry: Registry::new(),
             callbacks,
+            timers: Mutex::new(Timers::new(Owner::Server)),
             epoch: Instant::now(),
             stopping: AtomicBool::new(false),
             stop_lock: Mutex::new(()),

@@ -24,6 +24,13 @@ pub enum DisconnectReason {
     /// Nothing was received or sent for longer than the idle timeout (the
     /// seeds' `WAIT_TIMEOUT` and liveness probe).
     IdleTimeout,
+    /// Nothing was received for longer than the read deadline
+    /// ([`ServerBuilder::read_timeout`](crate::ServerBuilder::read_timeout)).
+    ReadTimeout,
+    /// Queued data made no progress for longer than the write deadline
+    /// ([`ServerBuilder::write_timeout`](crate::ServerBuilder::write_timeout)):
+    /// the peer does not read.
+    WriteTimeout,
     /// The server stopped.
     Shutdown,
     /// The application closed it ([`Connection::close`] or
@@ -35,7 +42,7 @@ pub enum DisconnectReason {
 
 impl DisconnectReason {
     /// A short, stable name: `peer-closed`, `reset`, `idle-timeout`,
-    /// `shutdown`, `closed`, `error`.
+    /// `read-timeout`, `write-timeout`, `shutdown`, `closed`, `error`.
     ///
     /// ```
     /// assert_eq!(ringport_server::DisconnectReason::Shutdown.name(), "shutdown");
@@ -45,6 +52,8 @@ impl DisconnectReason {
             DisconnectReason::PeerClosed => "peer-closed",
             DisconnectReason::Reset => "reset",
             DisconnectReason::IdleTimeout => "idle-timeout",
+            DisconnectReason::ReadTimeout => "read-timeout",
+            DisconnectReason::WriteTimeout => "write-timeout",
             DisconnectReason::Shutdown => "shutdown",
             DisconnectReason::Closed => "closed",
             DisconnectReason::Error(_) => "error",
@@ -60,8 +69,27 @@ impl DisconnectReason {
     pub fn is_abnormal(&self) -> bool {
         matches!(
             self,
-            DisconnectReason::Reset | DisconnectReason::IdleTimeout | DisconnectReason::Error(_)
+            DisconnectReason::Reset
+                | DisconnectReason::IdleTimeout
+                | DisconnectReason::ReadTimeout
+                | DisconnectReason::WriteTimeout
+                | DisconnectReason::Error(_)
         )
+    }
+
+    /// The error an outbound connection that ended this way before it was
+    /// established reports.
+    pub(crate) fn to_connect_error(&self) -> io::Error {
+        let kind = match self {
+            DisconnectReason::IdleTimeout
+            | DisconnectReason::ReadTimeout
+            | DisconnectReason::WriteTimeout => io::ErrorKind::TimedOut,
+            DisconnectReason::Shutdown | DisconnectReason::Closed => io::ErrorKind::Interrupted,
+            DisconnectReason::Reset => io::ErrorKind::ConnectionReset,
+            DisconnectReason::PeerClosed => io::ErrorKind::ConnectionAborted,
+            DisconnectReason::Error(e) => e.kind(),
+        };
+        io::Error::new(kind, format!("connect: {self}"))
     }
 
     /// Classifies an error from a receive or send.
@@ -79,6 +107,8 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::PeerClosed => f.write_str("closed by peer"),
             DisconnectReason::Reset => f.write_str("reset by peer"),
             DisconnectReason::IdleTimeout => f.write_str("idle timeout"),
+            DisconnectReason::ReadTimeout => f.write_str("read deadline passed"),
+            DisconnectReason::WriteTimeout => f.write_str("write deadline passed"),
             DisconnectReason::Shutdown => f.write_str("server shutdown"),
             DisconnectReason::Closed => f.write_str("closed by server"),
             DisconnectReason::Error(e) => write!(f, "error: {e}"),

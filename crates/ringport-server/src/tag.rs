@@ -23,6 +23,14 @@ pub(crate) enum Tag {
     Sweep,
     /// A packet telling a worker to exit (the seeds' EXIT_CODE).
     Exit,
+    /// A connection's timer, by its number.
+    ConnTimer(u64),
+    /// A server timer, by its number.
+    ServerTimer(u64),
+    /// An outbound connection's connect.
+    Connect,
+    /// The timer of an outbound connection's connect timeout.
+    ConnectTimeout,
 }
 
 const KIND_BITS: u32 = 8;
@@ -39,6 +47,10 @@ impl Tag {
             Tag::AcceptRetry => (5, 0),
             Tag::Sweep => (6, 0),
             Tag::Exit => (7, 0),
+            Tag::ConnTimer(n) => (8, n),
+            Tag::ServerTimer(n) => (9, n),
+            Tag::Connect => (10, 0),
+            Tag::ConnectTimeout => (11, 0),
         };
         debug_assert!(number < 1 << (64 - KIND_BITS), "tag number out of range");
         kind | (number << KIND_BITS)
@@ -56,6 +68,10 @@ impl Tag {
             5 => Tag::AcceptRetry,
             6 => Tag::Sweep,
             7 => Tag::Exit,
+            8 => Tag::ConnTimer(number),
+            9 => Tag::ServerTimer(number),
+            10 => Tag::Connect,
+            11 => Tag::ConnectTimeout,
             _ => return None,
         })
     }
@@ -76,6 +92,10 @@ mod tests {
             Tag::AcceptRetry,
             Tag::Sweep,
             Tag::Exit,
+            Tag::ConnTimer(3),
+            Tag::ServerTimer(1 << 50),
+            Tag::Connect,
+            Tag::ConnectTimeout,
         ];
         for t in tags {
             assert_eq!(Tag::of(t.user()), Some(t), "{t:?}");
@@ -86,5 +106,6 @@ mod tests {
     fn a_value_the_server_never_posts_is_no_tag() {
         assert_eq!(Tag::of(0), None);
         assert_eq!(Tag::of(0xff), None);
+        assert_eq!(Tag::of(12), None);
     }
 }

@@ -7,11 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringport::{op, Completion, GetError, OpId};
+use ringport::{op, Completion, GetError};
 
 use crate::conn::{self, Connection};
-use crate::conn_cache::ConnCache;
-use crate::event::{Action, Event};
+use crate::event::{Action, Event, SentBuf};
 use crate::id::{ConnId, FIRST_CONN_KEY, SERVER_KEY};
 use crate::reorder::Stream;
 use crate::shared::Shared;
@@ -60,7 +59,6 @@ fn worker_loop(sh: &Arc<Shared>, index: usize) {
     let mut batch = Vec::with_capacity(batch_max);
     let mut control = Vec::new();
     let mut ready = Vec::with_capacity(batch_max);
-    let mut cache = ConnCache::default();
     loop {
         // No lock around the dequeue: connections put their completions
         // back in order themselves (see the `conn` module docs).
@@ -74,23 +72,14 @@ fn worker_loop(sh: &Arc<Shared>, index: usize) {
             }
         }
         for c in batch.drain(..) {
-            route(sh, c, &mut cache, &mut control, &mut ready);
+            route(sh, c, &mut control, &mut ready);
         }
         let mut keep_going = true;
         for c in control.drain(..) {
             keep_going &= handle_own(sh, c);
         }
-        for (id, first) in ready.drain(..) {
-            // This worker holds the connection's drain right, so nobody
-            // else can have run its Disconnect and freed its slot: it is
-            // still the cache's entry.
-            match cache.peek(id) {
-                Some(conn) => conn.drain(first),
-                None => match env.registry.get(id) {
-                    Some(conn) => conn.drain(first),
-                    None => tracing::error!("connection {id}: lost before its drain"),
-                },
-            }
+        for (to, first) in ready.drain(..) {
+            to.conn().drain(first);
             conn::run_pending();
         }
         conn::run_pending();
@@ -100,55 +89,111 @@ fn worker_loop(sh: &Arc<Shared>, index: usize) {
     }
 }
 
+/// A connection whose drain right this worker took.
+enum Ready {
+    /// Reached through the completion's context (the completion keeps it).
+    Via(Completion),
+    /// Looked up in the registry.
+    Owned(Connection),
+}
+
+impl Ready {
+    fn conn(&self) -> &Connection {
+        match self {
+            Ready::Via(c) => c.context().expect("a completion with a connection context"),
+            Ready::Owned(conn) => conn,
+        }
+    }
+}
+
+/// What a connection's completion brings, taken out of it.
+enum Input {
+    Chunk(Vec<u8>),
+    RecvEnd(Result<usize, i32>),
+    Sent(u64, Result<usize, i32>, SentBuf),
+    Timer(u64, bool),
+    Connected(Result<usize, i32>),
+    ConnectTimeout(bool),
+    Kick,
+}
+
 /// Routes one completion: connection completions to their connection
 /// (which puts them in order; `ready` gets the connections whose drain
 /// right this worker took), the server's own into `control`.
 fn route(
     sh: &Shared,
     mut c: Completion,
-    cache: &mut ConnCache,
     control: &mut Vec<Completion>,
-    ready: &mut Vec<(ConnId, Option<Action>)>,
+    ready: &mut Vec<(Ready, Option<Action>)>,
 ) {
     if c.key() < FIRST_CONN_KEY {
         control.push(c);
         return;
     }
     let env = &sh.env;
-    let id = ConnId(c.key());
-    let Some(conn) = cache.get(&env.registry, id) else {
+    let input = match Tag::of(c.user()) {
+        Some(Tag::Recv) if c.more() => Input::Chunk(c.take_buf::<Vec<u8>>().unwrap_or_default()),
+        Some(Tag::Recv) => Input::RecvEnd(result(&c)),
+        Some(Tag::Send(n)) => {
+            let len = c.data().len();
+            let vec = c.take_buf::<Vec<u8>>();
+            let mem = vec.as_ref().map_or(len, Vec::capacity);
+            Input::Sent(n, result(&c), SentBuf { len, mem, vec })
+        }
+        Some(Tag::ConnTimer(n)) => Input::Timer(n, c.is_cancelled()),
+        Some(Tag::Connect) => Input::Connected(result(&c)),
+        Some(Tag::ConnectTimeout) => Input::ConnectTimeout(c.is_cancelled()),
+        Some(Tag::Kick) => Input::Kick,
+        _ => return,
+    };
+    // Operations on the connection's socket carry the connection (their
+    // handle's context): no lookup. Its timers and kicks have no handle.
+    let (via, owned) = match c.context::<Connection>() {
+        Some(_) => (true, None),
+        None => (false, env.registry.get(ConnId(c.key()))),
+    };
+    let conn = if via {
+        c.context::<Connection>()
+    } else {
+        owned.as_ref()
+    };
+    let Some(conn) = conn.filter(|conn| !conn.is_gone()) else {
         // A late completion of a connection already gone.
-        if let Some(buf) = c.take_buf::<Vec<u8>>() {
-            env.port.recycle(buf);
+        match input {
+            Input::Chunk(buf) | Input::Sent(_, _, SentBuf { vec: Some(buf), .. }) => {
+                env.port.recycle(buf)
+            }
+            _ => {}
         }
         return;
     };
-    let first = match Tag::of(c.user()) {
-        Some(Tag::Recv) => deliver_recv(conn, &mut c),
-        Some(Tag::Send(n)) => {
-            let ev = Event::Sent(result(&c), c.take_buf::<Vec<u8>>());
-            conn.deliver(Stream::Send, n, ev)
-        }
-        Some(Tag::Kick) => {
+    let first = match input {
+        Input::Chunk(buf) => conn.deliver(Stream::Recv(c.id()), c.seq(), Event::Data(buf)),
+        Input::RecvEnd(res) => conn.deliver(Stream::Recv(c.id()), c.seq(), Event::RecvEnd(res)),
+        Input::Sent(n, res, buf) => conn.deliver(Stream::Send, n, Event::Sent(res, buf)),
+        Input::Timer(n, cancelled) => conn.deliver_with(|st, env| st.on_timer(env, n, cancelled)),
+        Input::Connected(res) => conn.deliver_with(|st, env| st.on_connected(env, res)),
+        Input::ConnectTimeout(cancelled) => conn.deliver_with(|st, env| {
+            if !cancelled {
+                st.on_connect_timeout(env);
+            }
+        }),
+        Input::Kick => {
             // The poster took the drain right for us.
-            ready.push((id, None));
+            let to = match owned {
+                Some(conn) => Ready::Owned(conn),
+                None => Ready::Via(c),
+            };
+            ready.push((to, None));
             return;
         }
-        _ => None,
     };
     if first.is_some() {
-        ready.push((id, first));
-    }
-}
-
-/// A pooled receive's chunk, or its final completion.
-fn deliver_recv(conn: &Connection, c: &mut Completion) -> Option<Action> {
-    let stream: Stream<OpId> = Stream::Recv(c.id());
-    if c.more() {
-        let ev = Event::Data(c.take_buf::<Vec<u8>>().unwrap_or_default());
-        conn.deliver(stream, c.seq(), ev)
-    } else {
-        conn.deliver(stream, c.seq(), Event::RecvEnd(result(c)))
+        let to = match owned {
+            Some(conn) => Ready::Owned(conn),
+            None => Ready::Via(c),
+        };
+        ready.push((to, first));
     }
 }
 
@@ -167,6 +212,12 @@ fn handle_own(sh: &Shared, mut c: Completion) -> bool {
         Some(Tag::Accept) => sh.acceptor.on_accept(env, &mut c),
         Some(Tag::AcceptRetry) => sh.acceptor.on_retry_timer(env, &c),
         Some(Tag::Sweep) if !c.is_cancelled() && !env.is_stopping() => sweep::run(env),
+        Some(Tag::ServerTimer(n)) => {
+            let fired = env.timers.lock().fired(&env.port, n, c.is_cancelled());
+            if let Some(timer) = fired.filter(|_| !env.is_stopping()) {
+                env.callbacks.server_timer(env, timer);
+            }
+        }
         Some(Tag::Exit) => {
             // Pass the exit on: a batch may have given this worker
             // several packets, and each worker must see one.
