@@ -162,7 +162,7 @@ impl ServerBuilder {
     }
 
     /// Closes connections that neither received nor completed a send for
-    /// this long, with [`DisconnectReason::IdleTimeout`]. Checked by a sweep
+    /// this long, with [`DisconnectReason::IdleTimeout`](crate::DisconnectReason::IdleTimeout). Checked by a sweep
     /// every eighth of the timeout, so a connection is closed between the
     /// timeout and 1.25 × the timeout after its last activity. Default: none.
     pub fn idle_timeout(mut self, after: Duration) -> Self {
@@ -198,8 +198,8 @@ impl ServerBuilder {
     }
 
     /// Memory a connection may hold — the buffers of its queued sends and
-    /// of data received and not yet handed to [`Handler::on_data`], counted
-    /// by capacity ([`Connection::held`]) — before the server stops reading
+    /// of data received and not yet handed to [`Handler::on_data`](crate::Handler::on_data), counted
+    /// by capacity ([`Connection::held`](crate::Connection::held)) — before the server stops reading
     /// from it (flow control); reading resumes when it is down to half. Each
     /// receive is posted for the room left under the limit, so a connection
     /// holds at most the limit plus about one receive buffer, on either
@@ -229,7 +229,7 @@ impl ServerBuilder {
     }
 
     /// Report a connection only once its first data arrived, and hand that
-    /// data to [`Handler::on_connect`] (AcceptEx with a receive buffer).
+    /// data to [`Handler::on_connect`](crate::Handler::on_connect) (AcceptEx with a receive buffer).
     /// Default off: a client that connects and sends nothing is reported
     /// at once.
     pub fn first_data(mut self, on: bool) -> Self {

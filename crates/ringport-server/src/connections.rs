@@ -90,7 +90,7 @@ impl Connections {
     }
 
     /// Sends `data` to every open connection except `skip` (the sender of
-    /// a chat message), with [`Connection::try_send`], skipping clients
+    /// a chat message), with [`Connection::try_send`](crate::Connection::try_send), skipping clients
     /// whose send queue is full; returns how many it was queued for. The
     /// buffer is shared, not copied per client: pass an `Arc<[u8]>` or a
     /// `bytes::Bytes` (each client's send holds a clone of it).

@@ -33,8 +33,8 @@ pub enum DisconnectReason {
     WriteTimeout,
     /// The server stopped.
     Shutdown,
-    /// The application closed it ([`Connection::close`] or
-    /// [`Connection::abort`]).
+    /// The application closed it ([`Connection::close`](crate::Connection::close) or
+    /// [`Connection::abort`](crate::Connection::abort)).
     Closed,
     /// A local I/O error.
     Error(io::Error),

@@ -81,7 +81,7 @@ impl Server {
     /// Stops the server (the seeds' `Stop`): stops accepting; stops reading
     /// and lets queued sends flush for most of `deadline`; then closes what
     /// remains abortively; every connection is reported with
-    /// [`DisconnectReason::Shutdown`] (unless it ended otherwise first);
+    /// [`DisconnectReason::Shutdown`](crate::DisconnectReason::Shutdown) (unless it ended otherwise first);
     /// the workers are told to exit with one packet each and joined; the
     /// port is shut down and every descriptor closed. Returns within
     /// `deadline` unless a callback blocks.
