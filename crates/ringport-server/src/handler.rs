@@ -73,6 +73,28 @@ pub trait Handler: Send + Sync + 'static {
 
     /// A timer of this connection ([`Connection::set_timer`],
     /// [`Connection::set_periodic`]) fired.
+    ///
+    /// ```
+    /// use ringport_server::{Connection, Handler, TimerId};
+    /// use std::time::Duration;
+    ///
+    /// /// Clients must say something within 10 s.
+    /// struct Login;
+    /// impl Handler for Login {
+    ///     type State = Option<TimerId>;
+    ///     fn on_connect(&self, conn: &Connection, _: Option<Vec<u8>>) -> Option<TimerId> {
+    ///         conn.set_timer(Duration::from_secs(10)).ok()
+    ///     }
+    ///     fn on_data(&self, conn: &Connection, deadline: &mut Option<TimerId>, _: Vec<u8>) {
+    ///         if let Some(t) = deadline.take() {
+    ///             conn.cancel_timer(t);
+    ///         }
+    ///     }
+    ///     fn on_timer(&self, conn: &Connection, _: &mut Option<TimerId>, _: TimerId) {
+    ///         conn.abort(); // too slow
+    ///     }
+    /// }
+    /// ```
     fn on_timer(&self, conn: &Connection, state: &mut Self::State, timer: TimerId) {
         let _ = (conn, state, timer);
     }
@@ -85,6 +107,21 @@ pub trait Handler: Send + Sync + 'static {
 
     /// A server timer ([`Connections::set_timer`],
     /// [`Connections::set_periodic`]) fired: a game server's tick.
+    ///
+    /// ```
+    /// use ringport_server::{Connection, Connections, Handler, TimerId};
+    ///
+    /// struct Game;
+    /// impl Handler for Game {
+    ///     type State = ();
+    ///     fn on_connect(&self, _: &Connection, _: Option<Vec<u8>>) {}
+    ///     fn on_data(&self, _: &Connection, _: &mut (), _: Vec<u8>) {}
+    ///     fn on_server_timer(&self, server: &Connections, _tick: TimerId) {
+    ///         let world: std::sync::Arc<[u8]> = b"world state\n".as_slice().into();
+    ///         server.broadcast(world, None);
+    ///     }
+    /// }
+    /// ```
     fn on_server_timer(&self, server: &Connections, timer: TimerId) {
         let _ = (server, timer);
     }
@@ -93,6 +130,21 @@ pub trait Handler: Send + Sync + 'static {
     /// `TimedOut` when its connect timeout passed first, `Interrupted` when
     /// the server stopped first, or the connect's own error. It never got a
     /// state; nothing more will be called for `id`.
+    ///
+    /// ```
+    /// use ringport_server::{ConnId, Connection, Handler};
+    /// use std::net::SocketAddr;
+    ///
+    /// struct Proxy;
+    /// impl Handler for Proxy {
+    ///     type State = ();
+    ///     fn on_connect(&self, _: &Connection, _: Option<Vec<u8>>) {}
+    ///     fn on_data(&self, _: &Connection, _: &mut (), _: Vec<u8>) {}
+    ///     fn on_connect_failed(&self, id: ConnId, peer: SocketAddr, error: std::io::Error) {
+    ///         eprintln!("backend {peer} ({id}) unreachable: {error}");
+    ///     }
+    /// }
+    /// ```
     fn on_connect_failed(&self, id: ConnId, peer: SocketAddr, error: io::Error) {
         let _ = (id, peer, error);
     }
