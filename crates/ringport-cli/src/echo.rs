@@ -175,20 +175,22 @@ fn is_address_problem(e: &std::io::Error) -> bool {
 struct Echo;
 
 impl Handler for Echo {
+    type State = ();
+
     fn on_connect(&self, conn: &Connection, first: Option<Vec<u8>>) {
         tracing::info!(id = %conn.id(), peer = %conn.peer_addr(), "connected");
         if let Some(data) = first.filter(|d| !d.is_empty()) {
-            self.on_data(conn, data);
+            self.on_data(conn, &mut (), data);
         }
     }
 
-    fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+    fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
         if let Err(e) = conn.send(data) {
             tracing::debug!(id = %conn.id(), "echo: {e}");
         }
     }
 
-    fn on_disconnect(&self, conn: &Connection, reason: &DisconnectReason) {
+    fn on_disconnect(&self, conn: &Connection, _: (), reason: &DisconnectReason) {
         tracing::info!(id = %conn.id(), peer = %conn.peer_addr(), %reason, "disconnected");
     }
 }

@@ -29,14 +29,16 @@ pub struct Args {
 struct MessageLog;
 
 impl Handler for MessageLog {
+    type State = ();
+
     fn on_connect(&self, conn: &Connection, first: Option<Vec<u8>>) {
         tracing::info!(id = %conn.id(), peer = %conn.peer_addr(), "connected");
         if let Some(data) = first.filter(|d| !d.is_empty()) {
-            self.on_data(conn, data);
+            self.on_data(conn, &mut (), data);
         }
     }
 
-    fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+    fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
         let line = format!(
             "{} {} {}\n",
             rfc3339_utc(SystemTime::now()),
@@ -47,7 +49,7 @@ impl Handler for MessageLog {
         let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
     }
 
-    fn on_disconnect(&self, conn: &Connection, reason: &DisconnectReason) {
+    fn on_disconnect(&self, conn: &Connection, _: (), reason: &DisconnectReason) {
         tracing::info!(id = %conn.id(), peer = %conn.peer_addr(), %reason, "disconnected");
     }
 }

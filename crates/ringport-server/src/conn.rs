@@ -1,170 +1,81 @@
-//! One client connection: its handle, send queue, receive state and the
-//! inbox that runs its callbacks one at a time, in order.
+//! One connection: the public handle ([`Connection`]: send, close, its
+//! addresses), the hand-over of its completions, and the inbox that runs its
+//! callbacks one at a time, in order.
 //!
 //! # Why an inbox
 //!
-//! A pooled receive stays posted and completes once per chunk, and any
-//! worker may dequeue any completion, so two chunks of one connection can be
-//! in two workers' hands at once; so can two sends' completions. Workers
-//! dequeue without any shared lock and hand each completion to its
-//! connection, which puts it back in order before it enters the inbox:
-//! chunks of a pooled receive by their [`seq`](ringport::Completion::seq)
-//! (the final completion comes last, with the next number), sends by the
-//! number the connection gave them when they were posted (in the user
-//! value). A completion that arrives ahead of its turn waits in `early`
-//! until the ones before it came. A connection's inbox is drained by one
-//! worker at a time. So callbacks of one connection never overlap, see bytes
-//! in the order they arrived and sends in the order they were posted.
+//! Any worker may dequeue any completion, so completions of one connection
+//! can be in two workers' hands at once. Workers dequeue without any shared
+//! lock and hand each completion to its connection ([`Connection::deliver`]),
+//! which puts it back in order ([`reorder`](crate::reorder)) before it
+//! enters the inbox. A connection's inbox is drained by one worker at a
+//! time: the one holding its drain right. So callbacks of one connection
+//! never overlap, see bytes in the order they arrived and sends in the
+//! order they were posted.
 
-use std::collections::VecDeque;
+use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use ringport::op;
-use ringport::{Handle, OpId};
+use ringport::{Blocking, Handle, IoBuf, OpId};
 
-use crate::handler::DisconnectReason;
-use crate::server::{schedule_drain, Shared, KICK, RECV, SEND, USER_SHIFT};
-use crate::stats::{Counters, Hot};
+use crate::activity::Activity;
+use crate::conn_state::{CloseMode, State};
+use crate::env::{AppState, Env};
+use crate::event::{Action, Event};
+use crate::id::ConnId;
+use crate::reason::DisconnectReason;
+use crate::reorder::Stream;
+use crate::stats::Hot;
+use crate::tag::Tag;
+use crate::timer::TimerId;
 
-/// Identifies a connection for as long as the server runs; also its
-/// completion key on the port. Ids of closed connections are not reused
-/// (a slot's generation changes).
-///
-/// ```
-/// # fn f(conn: &ringport_server::Connection) {
-/// println!("connection {}", conn.id());
-/// let raw: u64 = conn.id().as_u64();
-/// # }
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub(crate) u64);
+/// The server's shared state as a connection sees it.
+pub(crate) type ServerEnv = Env<Connection>;
 
-impl ConnId {
-    /// The raw value (the connection's completion key).
-    pub fn as_u64(self) -> u64 {
-        self.0
+thread_local! {
+    static IN_WORKER: Cell<bool> = const { Cell::new(false) };
+    /// Connections this worker holds the drain right of, to run after the
+    /// completion at hand (never nested inside another callback).
+    static PENDING: RefCell<Vec<Connection>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks the calling thread as a worker: drains it schedules run on it,
+/// after the completion at hand.
+pub(crate) fn enter_worker() {
+    IN_WORKER.with(|w| w.set(true));
+}
+
+/// Drains the connections this worker took the drain right of.
+pub(crate) fn run_pending() {
+    while let Some(conn) = PENDING.with(|p| p.borrow_mut().pop()) {
+        conn.drain(None);
     }
-}
-
-impl fmt::Debug for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConnId({self})")
-    }
-}
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.0 & 0xffff_ffff, self.0 >> 32)
-    }
-}
-
-/// What happened to a connection, waiting for its callbacks to run.
-pub(crate) enum Event {
-    Connect(Option<Vec<u8>>),
-    Data(Vec<u8>),
-    Sent(Result<usize, i32>, Option<Vec<u8>>),
-    RecvEnd(Result<usize, i32>),
-    Disconnect(DisconnectReason),
-}
-
-/// What remains of an event once the connection's state was updated for
-/// it: the callback to run, without the connection's lock.
-pub(crate) enum Action {
-    Connect(Option<Vec<u8>>),
-    Data(Vec<u8>),
-    /// A buffer to give back to the pool (data after the connection closed,
-    /// or a sent buffer), and the bytes to report to `on_sent`.
-    Sent(Option<Vec<u8>>, Option<usize>),
-    Disconnect(DisconnectReason),
-    Nothing,
-}
-
-/// The ordered streams of completions of one connection.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Stream {
-    /// The completions of one pooled receive, numbered by `seq`.
-    Recv(OpId),
-    /// Send completions, numbered in post order.
-    Send,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum RecvState {
-    /// A pooled receive is posted, for at most the room the connection had
-    /// under its limit when it was posted.
-    Reading(OpId),
-    /// Flow control cancelled the receive; its final completion is due.
-    Pausing,
-    /// Flow control: no receive posted until what the connection holds is
-    /// down to half its limit.
-    Paused,
-    /// Not reading any more (end of stream, error, closing).
-    Stopped,
-}
-
-/// How [`Connection::close_with`] ends the connection.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum CloseMode {
-    /// Send what is queued, then close (FIN).
-    Graceful,
-    /// Close at once with a reset (SO_LINGER 0), dropping queued data.
-    Abortive,
-    /// Idle timeout: graceful if nothing is queued, abortive otherwise.
-    Idle,
-}
-
-struct State {
-    handle: Option<Handle>,
-    recv: RecvState,
-    /// Bytes queued for sending and not yet sent.
-    queued: usize,
-    /// Memory of the queued sends' buffers (their capacity).
-    queued_mem: usize,
-    inbox: VecDeque<Event>,
-    /// Memory of the buffers of the `Data` events in the inbox: received,
-    /// not yet handed to the handler. It counts toward the flow-control
-    /// limit with `queued_mem`, so a handler that does not keep up (one
-    /// that sends nothing back, as well as one whose client does not read)
-    /// holds no more than the limit.
-    inbox_mem: usize,
-    draining: bool,
-    /// The pooled receive whose completions are put in order, and the
-    /// `seq` of the one to deliver next.
-    recv_op: Option<OpId>,
-    recv_next: u64,
-    /// Sends posted so far (each send's number is in its user value), and
-    /// the number of the send whose completion is delivered next.
-    sends_posted: u64,
-    sent_next: u64,
-    /// Completions dequeued ahead of their turn (only with several workers).
-    early: Vec<(Stream, u64, Event)>,
-    /// A graceful close waits for the send queue to drain.
-    closing: Option<DisconnectReason>,
-    /// The handle is gone; the Disconnect event is queued or delivered.
-    closed: bool,
 }
 
 pub(crate) struct Inner {
     id: ConnId,
-    local: SocketAddr,
+    /// Known once the connection is established.
+    local: OnceLock<SocketAddr>,
     peer: SocketAddr,
-    server: Arc<Shared>,
-    /// Milliseconds since the server started at which the connection was
-    /// last seen active: set at creation and by the idle sweep, which
-    /// finds `active` set when bytes were received or a send completed
-    /// since its previous round (so no clock is read per message).
-    last_active: AtomicU64,
-    active: AtomicBool,
-    /// Removed from the registry (its Disconnect callback ran).
+    env: Arc<ServerEnv>,
+    /// For the deadline sweep.
+    activity: Activity,
+    /// Removed from the registry (its last callback ran).
     gone: AtomicBool,
     queued: AtomicUsize,
     state: Mutex<State>,
+    /// The handler's state of this connection: locked by the worker that
+    /// holds the drain right, for the callbacks it runs (so never
+    /// contended).
+    app: Mutex<AppState>,
 }
 
 /// A client connection (the seeds' per-handle `PER_SOCKET_CONTEXT`).
@@ -179,10 +90,11 @@ pub(crate) struct Inner {
 ///
 /// struct Greeter;
 /// impl Handler for Greeter {
+///     type State = ();
 ///     fn on_connect(&self, conn: &Connection, _first: Option<Vec<u8>>) {
-///         let _ = conn.send(format!("hello {}\n", conn.peer_addr()));
+///         let _ = conn.send(format!("hello {}\n", conn.peer_addr()).into_bytes());
 ///     }
-///     fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+///     fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
 ///         if data.starts_with(b"quit") {
 ///             conn.close(); // after what is queued has been sent
 ///         }
@@ -203,60 +115,98 @@ impl Connection {
         id: ConnId,
         local: SocketAddr,
         peer: SocketAddr,
-        server: Arc<Shared>,
+        env: Arc<ServerEnv>,
         first_data: Option<Vec<u8>>,
     ) -> Connection {
-        let now = server.now_ms();
+        let conn = Connection::with_state(id, peer, env, State::new(id, first_data));
+        let _ = conn.inner.local.set(local);
+        conn
+    }
+
+    /// An outbound connection to `peer`, before its connect is posted.
+    pub(crate) fn outbound(id: ConnId, peer: SocketAddr, env: Arc<ServerEnv>) -> Connection {
+        Connection::with_state(id, peer, env, State::outbound(id))
+    }
+
+    fn with_state(id: ConnId, peer: SocketAddr, env: Arc<ServerEnv>, state: State) -> Connection {
+        let now = env.now_ms();
         Connection {
             inner: Arc::new(Inner {
                 id,
-                local,
+                local: OnceLock::new(),
                 peer,
-                server,
-                last_active: AtomicU64::new(now),
-                active: AtomicBool::new(false),
+                env,
+                activity: Activity::new(now),
                 gone: AtomicBool::new(false),
                 queued: AtomicUsize::new(0),
-                state: Mutex::new(State {
-                    handle: None,
-                    recv: RecvState::Stopped,
-                    queued: 0,
-                    queued_mem: 0,
-                    inbox: VecDeque::from([Event::Connect(first_data)]),
-                    inbox_mem: 0,
-                    draining: true,
-                    recv_op: None,
-                    recv_next: 0,
-                    sends_posted: 0,
-                    sent_next: 0,
-                    early: Vec::new(),
-                    closing: None,
-                    closed: false,
-                }),
+                state: Mutex::new(state),
+                app: Mutex::new(None),
             }),
         }
     }
 
-    pub(crate) fn server(&self) -> &Arc<Shared> {
-        &self.inner.server
+    /// The connection's deadline clocks.
+    pub(crate) fn activity(&self) -> &Activity {
+        &self.inner.activity
+    }
+
+    /// The connection's state, locked.
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock()
+    }
+
+    pub(crate) fn env(&self) -> &Arc<ServerEnv> {
+        &self.inner.env
     }
 
     /// The connection's id (and completion key).
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// let same = conn.connections().get(conn.id());
+    /// # }
+    /// ```
     pub fn id(&self) -> ConnId {
         self.inner.id
     }
 
-    /// The server's address of this connection.
+    /// The server's address of this connection (0.0.0.0:0 for an outbound
+    /// connection not established yet).
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// println!("reached us on {}", conn.local_addr());
+    /// # }
+    /// ```
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local
+        self.inner
+            .local
+            .get()
+            .copied()
+            .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
     }
 
-    /// The client's address.
+    /// The peer's address (the client's, or the service an outbound
+    /// connection goes to).
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// println!("client {}", conn.peer_addr());
+    /// # }
+    /// ```
     pub fn peer_addr(&self) -> SocketAddr {
         self.inner.peer
     }
 
     /// Bytes queued for sending and not yet sent.
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// if conn.queued() > 64 * 1024 {
+    ///     println!("{} is slow to read", conn.peer_addr());
+    /// }
+    /// # }
+    /// ```
     pub fn queued(&self) -> usize {
         self.inner.queued.load(Ordering::Relaxed)
     }
@@ -266,6 +216,12 @@ impl Connection {
     /// [`Handler::on_data`](crate::Handler::on_data) (their capacity). Flow
     /// control keeps it under the server's send-queue limit plus about one
     /// receive buffer, unless the handler itself sends more than that.
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// println!("{} bytes held for {}", conn.held(), conn.id());
+    /// # }
+    /// ```
     pub fn held(&self) -> usize {
         self.inner.state.lock().held()
     }
@@ -276,37 +232,39 @@ impl Connection {
     }
 
     /// Whether the connection is still open (not closed, not closing).
-    pub fn is_open(&self) -> bool {
-        let st = self.inner.state.lock();
-        !st.closed && st.closing.is_none()
-    }
-
-    /// The registry of the server this connection belongs to, e.g. to
-    /// broadcast to every client from a callback.
     ///
     /// ```
-    /// # fn f(conn: &ringport_server::Connection, data: &[u8]) {
-    /// conn.connections().for_each(|other| {
-    ///     let _ = other.try_send(data);
-    /// });
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// conn.close();
+    /// assert!(!conn.is_open());
     /// # }
     /// ```
-    pub fn connections(&self) -> crate::Connections {
-        crate::Connections {
-            shared: self.inner.server.clone(),
-        }
+    pub fn is_open(&self) -> bool {
+        self.inner.state.lock().is_open()
     }
 
     /// Queues `data` to be sent after what is already queued; the port
-    /// finishes partial sends. When the queue grows past the server's
-    /// send-queue limit, the connection stops being read until it drains
-    /// (flow control); the data is queued anyway. Use
+    /// finishes partial sends. `data` is any buffer the port can send: a
+    /// `Vec<u8>` (given back to the receive pool once sent), or a shared
+    /// one (`Arc<[u8]>`, `bytes::Bytes`) that many connections send without
+    /// a copy each. When the queue grows past the server's send-queue
+    /// limit, the connection stops being read until it drains (flow
+    /// control); the data is queued anyway. Use
     /// [`try_send`](Self::try_send) to refuse instead.
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) -> std::io::Result<()> {
+    /// conn.send(b"hello\n".to_vec())?;
+    /// conn.send(format!("you are {}\n", conn.peer_addr()).into_bytes())?;
+    /// let shared: std::sync::Arc<[u8]> = b"news\n".as_slice().into();
+    /// conn.send(shared)?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// `NotConnected` once the connection is closed or closing; a port error.
-    pub fn send(&self, data: impl Into<Vec<u8>>) -> io::Result<()> {
-        self.send_inner(data.into(), false)
+    pub fn send(&self, data: impl IoBuf) -> io::Result<()> {
+        self.send_inner(data, false)
     }
 
     /// As [`send`](Self::send), but refuses with `WouldBlock` while the send
@@ -314,67 +272,75 @@ impl Connection {
     /// generates itself (broadcasts), so a client that does not read cannot
     /// make it grow.
     ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// if conn.try_send(b"tick\n".to_vec()).is_err() {
+    ///     println!("{} is behind; tick skipped", conn.id());
+    /// }
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// `WouldBlock` over the limit; otherwise as [`send`](Self::send).
-    pub fn try_send(&self, data: impl Into<Vec<u8>>) -> io::Result<()> {
-        self.send_inner(data.into(), true)
+    pub fn try_send(&self, data: impl IoBuf) -> io::Result<()> {
+        self.send_inner(data, true)
     }
 
-    fn send_inner(&self, data: Vec<u8>, refuse_over_limit: bool) -> io::Result<()> {
+    fn send_inner<B: IoBuf>(&self, data: B, refuse_over_limit: bool) -> io::Result<()> {
         let n = data.len();
         if n == 0 {
             return Ok(());
         }
-        let sh = &self.inner.server;
+        let env = &self.inner.env;
         let mut st = self.inner.state.lock();
-        if st.closed || st.closing.is_some() {
+        if !st.is_open() {
             return Err(not_connected());
         }
         let Some(h) = st.handle.as_ref() else {
             return Err(not_connected());
         };
-        let limit = sh.config.send_queue_limit;
-        if refuse_over_limit && st.held() >= limit {
+        if refuse_over_limit && st.held() >= env.config.send_queue_limit {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "the connection's send queue is full",
             ));
         }
-        let user = SEND | (st.sends_posted << USER_SHIFT);
-        let mem = data.capacity();
-        sh.port.submit(op::SendAll::new(h, data).user(user))?;
-        st.sends_posted += 1;
-        st.queued += n;
-        st.queued_mem += mem;
-        self.inner.queued.store(st.queued, Ordering::Relaxed);
-        self.check_limit(&mut st);
-        Ok(())
-    }
-
-    /// Flow control: stops reading while the connection holds more than
-    /// the limit (the handler sent more than it was given: a receive never
-    /// delivers more than the room there was when it was posted).
-    fn check_limit(&self, st: &mut State) {
-        let sh = &self.inner.server;
-        if st.held() > sh.config.send_queue_limit {
-            if let RecvState::Reading(id) = st.recv {
-                // Final completion (cancelled) comes as RecvEnd.
-                let _ = sh.port.cancel(id);
-                st.recv = RecvState::Pausing;
-                Counters::add(&sh.counters.read_pauses, 1);
-            }
+        let mem = send_mem(&data);
+        let tag = st.next_send();
+        env.port
+            .submit(op::SendAll::new(h, data).user(tag.user()))?;
+        if st.queued == 0 {
+            // The write deadline counts from here.
+            self.inner.activity.send.mark();
         }
+        st.sent_posted(n, mem);
+        self.inner.queued.store(st.queued, Ordering::Relaxed);
+        st.check_limit(env);
+        Ok(())
     }
 
     /// Closes the connection gracefully: stops reading, sends what is
     /// queued, then closes (FIN). The handler sees
     /// [`DisconnectReason::Closed`].
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// let _ = conn.send(b"bye\n".to_vec());
+    /// conn.close(); // "bye" is sent first
+    /// # }
+    /// ```
     pub fn close(&self) {
         self.close_with(DisconnectReason::Closed, CloseMode::Graceful);
     }
 
     /// Closes the connection at once with a reset (SO_LINGER 0), dropping
     /// queued data. The handler sees [`DisconnectReason::Closed`].
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// conn.abort();
+    /// # }
+    /// ```
     pub fn abort(&self) {
         self.close_with(DisconnectReason::Closed, CloseMode::Abortive);
     }
@@ -382,46 +348,116 @@ impl Connection {
     pub(crate) fn close_with(&self, reason: DisconnectReason, mode: CloseMode) {
         let claimed = {
             let mut st = self.inner.state.lock();
-            self.begin_close(&mut st, reason, mode);
-            claim(&mut st)
+            st.begin_close(&self.inner.env, reason, mode);
+            st.claim()
         };
         if claimed {
-            schedule_drain(self);
+            self.schedule_drain();
         }
     }
 
-    /// How long the connection has been idle, as the idle sweep sees it at
-    /// `now_ms`: activity since the sweep's previous round counts as
-    /// happening now, so the idle time is never overestimated.
-    pub(crate) fn idle_ms(&self, now_ms: u64) -> u64 {
-        let inner = &self.inner;
-        if inner.active.load(Ordering::Relaxed) {
-            inner.active.store(false, Ordering::Relaxed);
-            inner.last_active.store(now_ms, Ordering::Relaxed);
-            return 0;
+    /// Makes sure a connection whose drain right the caller took gets
+    /// drained: on a worker after its current completion, otherwise by a
+    /// worker woken with a packet.
+    pub(crate) fn schedule_drain(&self) {
+        if IN_WORKER.with(Cell::get) {
+            PENDING.with(|p| p.borrow_mut().push(self.clone()));
+        } else if self
+            .inner
+            .env
+            .port
+            .post(
+                op::Packet::new(0)
+                    .key(self.id().as_u64())
+                    .user(Tag::Kick.user()),
+            )
+            .is_err()
+        {
+            // The port is gone: nobody else will run the callbacks.
+            self.drain(None);
         }
-        now_ms.saturating_sub(inner.last_active.load(Ordering::Relaxed))
+    }
+
+    /// Arms a one-shot timer: [`Handler::on_timer`](crate::Handler::on_timer)
+    /// runs for this connection with the returned id after `after` (in
+    /// order with its other callbacks), unless it was cancelled or the
+    /// connection ended first: a connection's timers are cancelled when it
+    /// ends. A login deadline, a delayed reply.
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) -> std::io::Result<()> {
+    /// let login_deadline = conn.set_timer(std::time::Duration::from_secs(10))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `NotConnected` once the connection ended; a port error.
+    pub fn set_timer(&self, after: Duration) -> io::Result<TimerId> {
+        self.inner
+            .state
+            .lock()
+            .set_timer(&self.inner.env, after, None)
+    }
+
+    /// Arms a periodic timer: [`Handler::on_timer`](crate::Handler::on_timer)
+    /// runs every `every` until [`cancel_timer`](Self::cancel_timer) or the
+    /// end of the connection (a heartbeat).
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) -> std::io::Result<()> {
+    /// let heartbeat = conn.set_periodic(std::time::Duration::from_secs(1))?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`set_timer`](Self::set_timer).
+    pub fn set_periodic(&self, every: Duration) -> io::Result<TimerId> {
+        self.inner
+            .state
+            .lock()
+            .set_timer(&self.inner.env, every, Some(every))
+    }
+
+    /// Cancels a timer of this connection; returns whether it was armed.
+    /// Once this returns, the timer's callback is not called (any more).
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) -> std::io::Result<()> {
+    /// let t = conn.set_timer(std::time::Duration::from_secs(10))?;
+    /// assert!(conn.cancel_timer(t));
+    /// assert!(!conn.cancel_timer(t));
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel_timer(&self, timer: TimerId) -> bool {
+        self.inner
+            .state
+            .lock()
+            .timers
+            .cancel(&self.inner.env.port, timer)
+    }
+
+    /// Declares that the calling callback is about to block (a database
+    /// query, a file read): until the guard is dropped, the worker's running
+    /// slot is free, so another worker serves other connections meanwhile
+    /// (as IOCP does when a running thread blocks). This connection's own
+    /// callbacks still wait for this one.
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// let row = {
+    ///     let _blocking = conn.blocking();
+    ///     std::fs::read_to_string("/etc/hostname") // stands for a slow query
+    /// };
+    /// # }
+    /// ```
+    pub fn blocking(&self) -> Blocking<'_> {
+        self.inner.env.port.blocking()
     }
 
     /// Gives the connection its associated handle and starts reading, or
     /// drops the handle when the connection was closed meanwhile.
     pub(crate) fn attach(&self, handle: Handle) {
-        let mut st = self.inner.state.lock();
-        if st.closed {
-            self.inner.server.port.cancel_handle(&handle);
-            return;
-        }
-        st.handle = Some(handle);
-        st.recv = RecvState::Paused;
-        if st.closing.is_some() {
-            st.recv = RecvState::Stopped;
-            if st.queued == 0 {
-                let reason = st.closing.take().unwrap_or(DisconnectReason::Closed);
-                self.finalize(&mut st, reason, false);
-            }
-            return;
-        }
-        self.resume(&mut st);
+        self.inner.state.lock().attach(&self.inner.env, handle);
     }
 
     /// Hands over the completion numbered `seq` of `stream`: it enters the
@@ -430,18 +466,37 @@ impl Connection {
     /// right and gets the first event's callback to run (its state change
     /// made here, under the same lock): it must then
     /// [`drain`](Self::drain) the connection.
-    pub(crate) fn deliver(&self, stream: Stream, seq: u64, ev: Event) -> Option<Action> {
+    pub(crate) fn deliver(&self, stream: Stream<OpId>, seq: u64, ev: Event) -> Option<Action> {
         let mut st = self.inner.state.lock();
         st.accept(stream, seq, ev);
         if st.inbox_mem > 0 {
-            self.check_limit(&mut st);
+            st.check_limit(&self.inner.env);
         }
+        self.take_turn(&mut st)
+    }
+
+    /// As [`deliver`](Self::deliver), for a change `f` makes to the state
+    /// (a timer, a connect) that may queue an event.
+    pub(crate) fn deliver_with(&self, f: impl FnOnce(&mut State, &ServerEnv)) -> Option<Action> {
+        let mut st = self.inner.state.lock();
+        f(&mut st, &self.inner.env);
+        if self.inner.local.get().is_none() {
+            if let Some(local) = st.handle.as_ref().and_then(local_addr_of) {
+                let _ = self.inner.local.set(local);
+            }
+        }
+        self.take_turn(&mut st)
+    }
+
+    /// Takes the drain right if nobody holds it and there is an event:
+    /// returns that event's callback to run.
+    fn take_turn(&self, st: &mut State) -> Option<Action> {
         if st.draining {
             return None;
         }
         let ev = st.inbox.pop_front()?;
         st.draining = true;
-        Some(self.prepare(&mut st, ev))
+        Some(self.prepare(st, ev))
     }
 
     /// Runs `first` (the action of the event the caller took the drain
@@ -451,9 +506,10 @@ impl Connection {
     /// runs after, without the lock.
     pub(crate) fn drain(&self, first: Option<Action>) {
         const FAIR_SHARE: usize = 64;
+        let mut app = self.inner.app.lock();
         let mut ran = 0;
         if let Some(action) = first {
-            self.run(action);
+            self.run(&mut app, action);
             ran = 1;
         }
         while ran < FAIR_SHARE {
@@ -467,14 +523,20 @@ impl Connection {
                     }
                 }
             };
-            self.run(action);
+            self.run(&mut app, action);
             ran += 1;
         }
+        drop(app);
         // Let other connections' completions run; a worker continues later.
-        let sh = &self.inner.server;
-        if sh
+        if self
+            .inner
+            .env
             .port
-            .post(op::Packet::new(0).key(self.id().0).user(KICK))
+            .post(
+                op::Packet::new(0)
+                    .key(self.id().as_u64())
+                    .user(Tag::Kick.user()),
+            )
             .is_err()
         {
             self.drain(None);
@@ -484,218 +546,45 @@ impl Connection {
     /// The state change of an event taken from the inbox (under the lock);
     /// returns the callback to run.
     fn prepare(&self, st: &mut State, ev: Event) -> Action {
-        match ev {
-            Event::Connect(first) => Action::Connect(first),
-            Event::Data(buf) => {
-                st.inbox_mem -= buf.capacity();
-                // A handler that keeps what it is given (or sends it on)
-                // holds it elsewhere; one that is done with it made room.
-                self.resume(st);
-                if st.closed {
-                    Action::Sent(Some(buf), None)
-                } else {
-                    Action::Data(buf)
-                }
+        let action = st.prepare(&self.inner.env, ev);
+        if let Action::Sent(_, report) = &action {
+            self.inner.queued.store(st.queued, Ordering::Relaxed);
+            if report.is_some() {
+                let activity = &self.inner.activity;
+                activity.any.mark();
+                activity.send.mark();
             }
-            Event::Sent(res, buf) => {
-                let len = buf.as_ref().map_or(0, Vec::len);
-                st.queued_mem = st
-                    .queued_mem
-                    .saturating_sub(buf.as_ref().map_or(0, Vec::capacity));
-                let report = self.on_sent(st, res, len);
-                Action::Sent(buf, report)
-            }
-            Event::RecvEnd(res) => {
-                self.on_recv_end(st, res);
-                Action::Nothing
-            }
-            Event::Disconnect(reason) => Action::Disconnect(reason),
         }
+        action
     }
 
     /// Runs an event's callback (without the lock).
-    fn run(&self, action: Action) {
-        let sh = &self.inner.server;
+    fn run(&self, app: &mut AppState, action: Action) {
+        let env = &self.inner.env;
         match action {
-            Action::Connect(first) => sh.handler.on_connect(self, first),
             Action::Data(buf) => {
-                sh.counters.add_hot(Hot::BytesIn, buf.len() as u64);
-                self.touch();
-                sh.handler.on_data(self, buf);
+                env.counters.add_hot(Hot::BytesIn, buf.len() as u64);
+                let activity = &self.inner.activity;
+                activity.any.mark();
+                activity.recv.mark();
+                env.callbacks.run(self, app, Action::Data(buf));
             }
             Action::Sent(buf, report) => {
                 if let Some(buf) = buf {
-                    sh.port.recycle(buf);
+                    env.port.recycle(buf);
                 }
-                if let Some(n) = report {
-                    sh.handler.on_sent(self, n);
+                if report.is_some() {
+                    env.callbacks.run(self, app, Action::Sent(None, report));
                 }
-            }
-            Action::Disconnect(reason) => {
-                sh.handler.on_disconnect(self, &reason);
-                self.inner.gone.store(true, Ordering::Release);
-                sh.removed(self.id());
             }
             Action::Nothing => {}
-        }
-    }
-
-    /// Marks the connection active for the idle sweep (when there is one).
-    fn touch(&self) {
-        let inner = &self.inner;
-        if inner.server.config.idle_timeout.is_some() && !inner.active.load(Ordering::Relaxed) {
-            inner.active.store(true, Ordering::Relaxed);
-        }
-    }
-
-    /// Accounts for a finished send; returns the bytes to report.
-    fn on_sent(&self, st: &mut State, res: Result<usize, i32>, len: usize) -> Option<usize> {
-        let sh = &self.inner.server;
-        st.queued = st.queued.saturating_sub(len);
-        self.inner.queued.store(st.queued, Ordering::Relaxed);
-        if st.closed {
-            return None;
-        }
-        match res {
-            Ok(n) => {
-                sh.counters.add_hot(Hot::BytesOut, n as u64);
-                self.touch();
-                if st.queued == 0 {
-                    if let Some(reason) = st.closing.take() {
-                        self.finalize(st, reason, false);
-                        return Some(n);
-                    }
-                }
-                self.resume(st);
-                Some(n)
+            action if action.is_last() => {
+                env.callbacks.run(self, app, action);
+                self.inner.gone.store(true, Ordering::Release);
+                env.removed(self.id());
             }
-            Err(code) if code == libc::ECANCELED => None,
-            Err(code) => {
-                self.finalize(st, DisconnectReason::from_os(code), true);
-                None
-            }
+            action => env.callbacks.run(self, app, action),
         }
-    }
-
-    fn on_recv_end(&self, st: &mut State, res: Result<usize, i32>) {
-        if st.closed {
-            return;
-        }
-        match (st.recv, res) {
-            // Cancelled by flow control, or it delivered its budget.
-            (RecvState::Pausing, Err(libc::ECANCELED))
-            | (RecvState::Reading(_) | RecvState::Pausing, Ok(1..)) => {
-                let used_up = matches!(st.recv, RecvState::Reading(_));
-                st.recv = RecvState::Paused;
-                self.resume(st);
-                if used_up && st.recv == RecvState::Paused {
-                    // Stopped by the limit (a cancel counts when it is asked).
-                    Counters::add(&self.inner.server.counters.read_pauses, 1);
-                }
-            }
-            (RecvState::Stopped, Err(libc::ECANCELED) | Ok(1..)) => {}
-            (_, Err(libc::ECANCELED)) => {
-                // Cancelled by nobody here: the port is shutting down.
-                st.recv = RecvState::Stopped;
-                self.begin_close(st, DisconnectReason::Shutdown, CloseMode::Graceful);
-            }
-            (_, Ok(_)) => {
-                st.recv = RecvState::Stopped;
-                self.begin_close(st, DisconnectReason::PeerClosed, CloseMode::Graceful);
-            }
-            (_, Err(code)) => {
-                st.recv = RecvState::Stopped;
-                let reason = DisconnectReason::from_os(code);
-                self.begin_close(st, reason, CloseMode::Abortive);
-            }
-        }
-    }
-
-    /// Posts a pooled receive if the connection is paused and holds no more
-    /// than half its limit: for the room left under the limit (at least
-    /// one receive buffer), so what it holds stays within the limit plus
-    /// about one receive buffer whatever the backend reads ahead.
-    fn resume(&self, st: &mut State) {
-        if st.recv != RecvState::Paused || st.closed || st.closing.is_some() {
-            return;
-        }
-        let config = &self.inner.server.config;
-        let held = st.held();
-        if held > config.send_queue_limit / 2 {
-            return;
-        }
-        let Some(h) = st.handle.as_ref() else {
-            return;
-        };
-        let room = (config.send_queue_limit - held).max(config.recv_buffer);
-        let recv = op::RecvPooled::new(h).up_to(room).user(RECV);
-        match self.inner.server.port.submit(recv) {
-            Ok(id) => {
-                // Its completions cannot be routed before this is set: the
-                // router takes the state lock held here.
-                st.recv = RecvState::Reading(id);
-                st.recv_op = Some(id);
-                st.recv_next = 0;
-            }
-            Err(e) => {
-                st.recv = RecvState::Stopped;
-                self.finalize(st, DisconnectReason::Error(e), true);
-            }
-        }
-    }
-
-    fn stop_reading(&self, st: &mut State) {
-        if let RecvState::Reading(id) = st.recv {
-            let _ = self.inner.server.port.cancel(id);
-        }
-        st.recv = RecvState::Stopped;
-    }
-
-    fn begin_close(&self, st: &mut State, reason: DisconnectReason, mode: CloseMode) {
-        if st.closed {
-            return;
-        }
-        let abortive = match mode {
-            CloseMode::Graceful => false,
-            CloseMode::Abortive => true,
-            CloseMode::Idle => st.queued > 0 || st.closing.is_some(),
-        };
-        if !abortive && st.queued > 0 {
-            if st.closing.is_none() {
-                st.closing = Some(reason);
-                self.stop_reading(st);
-            }
-            return;
-        }
-        self.finalize(st, reason, abortive);
-    }
-
-    /// Lets go of the handle (its operations are cancelled; the descriptor
-    /// closes when the last completes) and queues the Disconnect event.
-    fn finalize(&self, st: &mut State, reason: DisconnectReason, abortive: bool) {
-        let sh = &self.inner.server;
-        st.closed = true;
-        st.closing = None;
-        self.stop_reading(st);
-        if let Some(h) = st.handle.take() {
-            if abortive {
-                let _ = socket2::SockRef::from(&h).set_linger(Some(Duration::ZERO));
-            }
-            sh.port.cancel_handle(&h);
-        }
-        let c = &sh.counters;
-        Counters::add(
-            match &reason {
-                DisconnectReason::PeerClosed => &c.peer_closed,
-                DisconnectReason::Reset => &c.resets,
-                DisconnectReason::IdleTimeout => &c.idle_timeouts,
-                DisconnectReason::Shutdown => &c.shutdown_closes,
-                DisconnectReason::Closed => &c.local_closes,
-                DisconnectReason::Error(_) => &c.local_errors,
-            },
-            1,
-        );
-        st.inbox.push_back(Event::Disconnect(reason));
     }
 
     /// Drops the handle of a connection that never got to finalize (the
@@ -703,76 +592,21 @@ impl Connection {
     pub(crate) fn release(&self) {
         let h = self.inner.state.lock().handle.take();
         if let Some(h) = h {
-            self.inner.server.port.cancel_handle(&h);
+            self.inner.env.port.cancel_handle(&h);
         }
     }
 }
 
-impl State {
-    /// The number the next completion of `stream` must carry, or `None`
-    /// for a receive that is not the one being ordered (delivered as is).
-    fn expected(&self, stream: Stream) -> Option<u64> {
-        match stream {
-            Stream::Recv(id) if self.recv_op == Some(id) => Some(self.recv_next),
-            Stream::Recv(_) => None,
-            Stream::Send => Some(self.sent_next),
-        }
-    }
-
-    fn push_inbox(&mut self, ev: Event) {
-        if let Event::Data(buf) = &ev {
-            self.inbox_mem += buf.capacity();
-        }
-        self.inbox.push_back(ev);
-    }
-
-    /// Memory held for the connection: see [`Connection::held`].
-    fn held(&self) -> usize {
-        self.queued_mem + self.inbox_mem
-    }
-
-    fn advance(&mut self, stream: Stream) {
-        match stream {
-            Stream::Recv(_) => self.recv_next += 1,
-            Stream::Send => self.sent_next += 1,
-        }
-    }
-
-    /// Puts a completion's event in the inbox in its turn.
-    fn accept(&mut self, stream: Stream, seq: u64, ev: Event) {
-        match self.expected(stream) {
-            Some(next) if next != seq => {
-                self.early.push((stream, seq, ev));
-                return;
-            }
-            Some(_) => self.advance(stream),
-            None => {}
-        }
-        self.push_inbox(ev);
-        // Whatever arrived early and is now in turn follows it.
-        while !self.early.is_empty() {
-            let Some(i) = self
-                .early
-                .iter()
-                .position(|(s, n, _)| self.expected(*s) == Some(*n))
-            else {
-                break;
-            };
-            let (s, _, ev) = self.early.swap_remove(i);
-            self.advance(s);
-            self.push_inbox(ev);
-        }
-    }
+/// The memory a queued send's buffer counts for: a `Vec`'s capacity (it
+/// is this connection's), the length of anything else.
+pub(crate) fn send_mem<B: IoBuf>(data: &B) -> usize {
+    (data as &dyn Any)
+        .downcast_ref::<Vec<u8>>()
+        .map_or(data.len(), Vec::capacity)
 }
 
-/// Takes the drain right if there is something to drain and nobody has it.
-fn claim(st: &mut State) -> bool {
-    if !st.draining && !st.inbox.is_empty() {
-        st.draining = true;
-        true
-    } else {
-        false
-    }
+fn local_addr_of(h: &Handle) -> Option<SocketAddr> {
+    socket2::SockRef::from(h).local_addr().ok()?.as_socket()
 }
 
 fn not_connected() -> io::Error {

@@ -12,28 +12,37 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
-use crate::conn::{ConnId, Connection};
+use crate::id::ConnId;
 
 const SHARDS: usize = 64;
 
-#[derive(Default)]
-struct Shard {
-    slots: Vec<Slot>,
+struct Shard<C> {
+    slots: Vec<Slot<C>>,
     free: Vec<u32>,
 }
 
-struct Slot {
-    generation: u32,
-    conn: Option<Connection>,
+impl<C> Default for Shard<C> {
+    fn default() -> Self {
+        Shard {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
 }
 
-pub(crate) struct Registry {
-    shards: Box<[RwLock<Shard>]>,
+struct Slot<C> {
+    generation: u32,
+    conn: Option<C>,
+}
+
+/// The live connections (`C` is the connection type), by id.
+pub(crate) struct Registry<C> {
+    shards: Box<[RwLock<Shard<C>>]>,
     next_shard: AtomicUsize,
     live: AtomicUsize,
 }
 
-impl Registry {
+impl<C: Clone> Registry<C> {
     pub(crate) fn new() -> Self {
         Registry {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
@@ -43,7 +52,7 @@ impl Registry {
     }
 
     /// Reserves a slot, builds the connection for its id and stores it.
-    pub(crate) fn insert(&self, make: impl FnOnce(ConnId) -> Connection) -> Connection {
+    pub(crate) fn insert(&self, make: impl FnOnce(ConnId) -> C) -> C {
         let s = self.next_shard.fetch_add(1, Ordering::Relaxed) % SHARDS;
         let mut shard = self.shards[s].write();
         let slot_no = match shard.free.pop() {
@@ -76,7 +85,7 @@ impl Registry {
     }
 
     /// The live connection with this id (completion key), if any.
-    pub(crate) fn get(&self, id: ConnId) -> Option<Connection> {
+    pub(crate) fn get(&self, id: ConnId) -> Option<C> {
         let (s, n, generation) = Self::locate(id)?;
         let shard = self.shards[s].read();
         let slot = shard.slots.get(n)?;
@@ -110,13 +119,13 @@ impl Registry {
         removed.is_some()
     }
 
-    /// Connections open now.
+    /// Cs open now.
     pub(crate) fn len(&self) -> usize {
         self.live.load(Ordering::SeqCst)
     }
 
     /// Every live connection, one shard lock at a time.
-    pub(crate) fn snapshot(&self) -> Vec<Connection> {
+    pub(crate) fn snapshot(&self) -> Vec<C> {
         let mut out = Vec::with_capacity(self.len());
         for shard in self.shards.iter() {
             let shard = shard.read();
@@ -128,7 +137,7 @@ impl Registry {
     /// Calls `f` for every live connection, one shard at a time: the shard's
     /// connections are copied out under its read lock and `f` runs without
     /// any lock held, so it may send, close or look connections up.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&Connection)) {
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&C)) {
         let mut batch = Vec::new();
         for shard in self.shards.iter() {
             batch.extend(shard.read().slots.iter().filter_map(|s| s.conn.clone()));

@@ -51,6 +51,8 @@ pub(crate) struct Counters {
     pub peer_closed: AtomicU64,
     pub resets: AtomicU64,
     pub idle_timeouts: AtomicU64,
+    pub read_timeouts: AtomicU64,
+    pub write_timeouts: AtomicU64,
     pub shutdown_closes: AtomicU64,
     pub local_closes: AtomicU64,
     pub local_errors: AtomicU64,
@@ -59,6 +61,8 @@ pub(crate) struct Counters {
     pub accepts_posted: AtomicU64,
     pub rejected: AtomicU64,
     pub read_pauses: AtomicU64,
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
 }
 
 impl Counters {
@@ -70,6 +74,8 @@ impl Counters {
             peer_closed: z(),
             resets: z(),
             idle_timeouts: z(),
+            read_timeouts: z(),
+            write_timeouts: z(),
             shutdown_closes: z(),
             local_closes: z(),
             local_errors: z(),
@@ -78,6 +84,8 @@ impl Counters {
             accepts_posted: z(),
             rejected: z(),
             read_pauses: z(),
+            connects: z(),
+            connect_failures: z(),
         }
     }
 
@@ -126,6 +134,8 @@ impl Counters {
             peer_closed: get(&self.peer_closed),
             resets: get(&self.resets),
             idle_timeouts: get(&self.idle_timeouts),
+            read_timeouts: get(&self.read_timeouts),
+            write_timeouts: get(&self.write_timeouts),
             shutdown_closes: get(&self.shutdown_closes),
             local_closes: get(&self.local_closes),
             local_errors: get(&self.local_errors),
@@ -134,6 +144,8 @@ impl Counters {
             accepts_posted: get(&self.accepts_posted),
             rejected: get(&self.rejected),
             read_pauses: get(&self.read_pauses),
+            connects: get(&self.connects),
+            connect_failures: get(&self.connect_failures),
         }
     }
 }
@@ -168,6 +180,10 @@ pub struct Stats {
     pub resets: u64,
     /// Disconnects: idle longer than the idle timeout.
     pub idle_timeouts: u64,
+    /// Disconnects: nothing received for longer than the read deadline.
+    pub read_timeouts: u64,
+    /// Disconnects: queued data stuck for longer than the write deadline.
+    pub write_timeouts: u64,
     /// Disconnects: closed because the server stopped.
     pub shutdown_closes: u64,
     /// Disconnects: closed by the application ([`Connection::close`](crate::Connection::close)).
@@ -188,6 +204,11 @@ pub struct Stats {
     /// (flow control): its receive used up the room under the limit, or was
     /// cancelled because the handler's sends went over it.
     pub read_pauses: u64,
+    /// Outbound connections asked for ([`Connections::connect`](crate::Connections::connect)).
+    pub connects: u64,
+    /// Outbound connections that could not be made (refused, timed out,
+    /// stopped).
+    pub connect_failures: u64,
 }
 
 impl fmt::Display for Stats {
@@ -195,9 +216,10 @@ impl fmt::Display for Stats {
         write!(
             f,
             "connections: {} open, {} total; bytes: {} in, {} out; completions: {}; \
-             disconnects: {} closed by peer, {} reset, {} idle timeout, {} shutdown, \
-             {} closed locally, {} error; accept: {} out of descriptors, {} failed, \
-             {} posted, {} rejected; read pauses: {}",
+             disconnects: {} closed by peer, {} reset, {} idle timeout, {} read timeout, \
+             {} write timeout, {} shutdown, {} closed locally, {} error; accept: {} out of \
+             descriptors, {} failed, {} posted, {} rejected; read pauses: {}; outbound: {} \
+             connects, {} failed",
             self.connections,
             self.connections_total,
             self.bytes_in,
@@ -206,6 +228,8 @@ impl fmt::Display for Stats {
             self.peer_closed,
             self.resets,
             self.idle_timeouts,
+            self.read_timeouts,
+            self.write_timeouts,
             self.shutdown_closes,
             self.local_closes,
             self.local_errors,
@@ -214,6 +238,8 @@ impl fmt::Display for Stats {
             self.accepts_posted,
             self.rejected,
             self.read_pauses,
+            self.connects,
+            self.connect_failures,
         )
     }
 }

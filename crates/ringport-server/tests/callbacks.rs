@@ -207,7 +207,7 @@ fn broadcast_from_another_thread(kind: BackendKind) {
     }
     let conns = server.connections();
     assert_eq!(conns.len(), 5);
-    let n = std::thread::spawn(move || conns.broadcast(b"news"))
+    let n = std::thread::spawn(move || conns.broadcast(b"news".as_slice(), None))
         .join()
         .unwrap();
     assert_eq!(n, 5);

@@ -24,10 +24,11 @@ const CLIENTS: usize = 40;
 /// Echoes, and prints `conn PORT` for each client it accepts.
 struct Announce;
 impl Handler for Announce {
+    type State = ();
     fn on_connect(&self, conn: &Connection, _first: Option<Vec<u8>>) {
         println!("conn {}", conn.peer_addr().port());
     }
-    fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+    fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
         let _ = conn.send(data);
     }
 }

@@ -27,7 +27,8 @@ use common::*;
 /// `on_disconnect`.
 #[derive(Default)]
 struct Checks {
-    sends: Mutex<HashMap<ConnId, VecDeque<usize>>>,
+    /// The connections between their connect and disconnect.
+    sends: Mutex<HashMap<ConnId, ()>>,
     out_of_order: AtomicUsize,
     sent_reports: AtomicU64,
     disconnects: AtomicUsize,
@@ -36,44 +37,38 @@ struct Checks {
 struct CheckedEcho(Arc<Checks>);
 
 impl Handler for CheckedEcho {
-    fn on_connect(&self, conn: &Connection, _first: Option<Vec<u8>>) {
-        self.0
-            .sends
-            .lock()
-            .unwrap()
-            .insert(conn.id(), VecDeque::new());
+    /// The sizes of this connection's sends not reported yet, in order.
+    type State = VecDeque<usize>;
+
+    fn on_connect(&self, conn: &Connection, _first: Option<Vec<u8>>) -> VecDeque<usize> {
+        assert!(self.0.sends.lock().unwrap().insert(conn.id(), ()).is_none());
+        VecDeque::new()
     }
 
-    fn on_data(&self, conn: &Connection, data: Vec<u8>) {
-        let n = data.len();
+    fn on_data(&self, conn: &Connection, sends: &mut VecDeque<usize>, data: Vec<u8>) {
         // Recorded before sending: on_sent of this send cannot run before
         // this callback returns (callbacks of a connection never overlap).
-        self.0
-            .sends
-            .lock()
-            .unwrap()
-            .get_mut(&conn.id())
-            .expect("data after disconnect")
-            .push_back(n);
+        sends.push_back(data.len());
         conn.send(data).unwrap();
     }
 
-    fn on_sent(&self, conn: &Connection, bytes: usize) {
+    fn on_sent(&self, conn: &Connection, sends: &mut VecDeque<usize>, bytes: usize) {
         self.0.sent_reports.fetch_add(1, Ordering::Relaxed);
-        let expected = self
-            .0
-            .sends
-            .lock()
-            .unwrap()
-            .get_mut(&conn.id())
-            .expect("sent after disconnect")
-            .pop_front();
-        if expected != Some(bytes) {
+        assert!(
+            self.0.sends.lock().unwrap().contains_key(&conn.id()),
+            "sent after disconnect"
+        );
+        if sends.pop_front() != Some(bytes) {
             self.0.out_of_order.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn on_disconnect(&self, conn: &Connection, _reason: &DisconnectReason) {
+    fn on_disconnect(
+        &self,
+        conn: &Connection,
+        _sends: VecDeque<usize>,
+        _reason: &DisconnectReason,
+    ) {
         assert!(self.0.sends.lock().unwrap().remove(&conn.id()).is_some());
         self.0.disconnects.fetch_add(1, Ordering::Relaxed);
     }
@@ -180,7 +175,7 @@ fn one_worker_serves_other_threads_and_stops(kind: BackendKind) {
         assert!(matches!(next(&rx), Ev::Connect { .. }));
     }
     let conns = server.connections();
-    let n = std::thread::spawn(move || conns.broadcast(b"news"))
+    let n = std::thread::spawn(move || conns.broadcast(b"news".as_slice(), None))
         .join()
         .unwrap();
     assert_eq!(n, 8);

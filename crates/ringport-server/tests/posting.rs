@@ -25,7 +25,9 @@ struct SlowEcho {
 }
 
 impl Handler for SlowEcho {
-    fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+    type State = ();
+    fn on_connect(&self, _: &Connection, _: Option<Vec<u8>>) {}
+    fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
         let _ = conn.send(data);
         let _ = self.sent.lock().unwrap().send(Instant::now());
         // The computation (this worker does not come back to the port).

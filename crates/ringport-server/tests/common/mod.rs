@@ -111,6 +111,7 @@ impl Recorder {
 }
 
 impl Handler for Recorder {
+    type State = ();
     fn on_connect(&self, conn: &Connection, first: Option<Vec<u8>>) {
         self.report(Ev::Connect {
             id: conn.id(),
@@ -119,7 +120,7 @@ impl Handler for Recorder {
             first,
         });
     }
-    fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+    fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
         self.report(Ev::Data {
             id: conn.id(),
             data: data.clone(),
@@ -128,13 +129,13 @@ impl Handler for Recorder {
             let _ = conn.send(data);
         }
     }
-    fn on_sent(&self, conn: &Connection, bytes: usize) {
+    fn on_sent(&self, conn: &Connection, _: &mut (), bytes: usize) {
         self.report(Ev::Sent {
             id: conn.id(),
             bytes,
         });
     }
-    fn on_disconnect(&self, conn: &Connection, reason: &DisconnectReason) {
+    fn on_disconnect(&self, conn: &Connection, _: (), reason: &DisconnectReason) {
         self.report(Ev::Disconnect {
             id: conn.id(),
             reason: reason.name(),
@@ -145,7 +146,13 @@ impl Handler for Recorder {
 /// The echo handler of the seeds.
 pub struct Echo;
 impl Handler for Echo {
-    fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+    type State = ();
+    fn on_connect(&self, conn: &Connection, first: Option<Vec<u8>>) {
+        if let Some(data) = first.filter(|d| !d.is_empty()) {
+            let _ = conn.send(data);
+        }
+    }
+    fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
         let _ = conn.send(data);
     }
 }
