@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 use ringport::op;
 use ringport::{Handle, OpId};
 
+use crate::conn_meter::ConnMeter;
 use crate::handler::DisconnectReason;
 use crate::server::{schedule_drain, Shared, KICK, RECV, SEND, USER_SHIFT};
 use crate::stats::{Counters, Hot};
@@ -164,6 +165,7 @@ pub(crate) struct Inner {
     /// Removed from the registry (its Disconnect callback ran).
     gone: AtomicBool,
     queued: AtomicUsize,
+    pub(crate) meter: ConnMeter,
     state: Mutex<State>,
 }
 
@@ -217,6 +219,7 @@ impl Connection {
                 active: AtomicBool::new(false),
                 gone: AtomicBool::new(false),
                 queued: AtomicUsize::new(0),
+                meter: ConnMeter::new(now),
                 state: Mutex::new(State {
                     handle: None,
                     recv: RecvState::Stopped,
@@ -520,6 +523,7 @@ impl Connection {
             Action::Connect(first) => sh.handler.on_connect(self, first),
             Action::Data(buf) => {
                 sh.counters.add_hot(Hot::BytesIn, buf.len() as u64);
+                self.inner.meter.add_in(buf.len() as u64);
                 self.touch();
                 sh.handler.on_data(self, buf);
             }
@@ -559,6 +563,7 @@ impl Connection {
         match res {
             Ok(n) => {
                 sh.counters.add_hot(Hot::BytesOut, n as u64);
+                self.inner.meter.add_out(n as u64);
                 self.touch();
                 if st.queued == 0 {
                     if let Some(reason) = st.closing.take() {

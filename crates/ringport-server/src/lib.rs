@@ -28,7 +28,8 @@
 //! * **Graceful stop.** [`Server::stop`] stops accepting, lets queued sends
 //!   flush until a deadline, closes the rest, joins the workers and closes
 //!   every descriptor.
-//! * **Stats** ([`Server::stats`]).
+//! * **Stats** ([`Server::stats`]), and snapshots of the running server
+//!   from any thread ([`Server::monitor`]) that cost the workers nothing.
 //!
 //! # Example: the echo server of seeds 002 and 003
 //!
@@ -67,13 +68,16 @@
 
 mod conn;
 mod conn_cache;
+mod conn_meter;
 mod handler;
 mod registry;
 mod server;
+mod snapshot;
 mod stats;
 
 pub use conn::{ConnId, Connection};
 pub use handler::{DisconnectReason, Handler};
 pub use ringport::BackendKind;
 pub use server::{Connections, Server, ServerBuilder};
+pub use snapshot::{AcceptBackoff, ConnSnapshot, Monitor, Snapshot, SortBy};
 pub use stats::Stats;

@@ -435,6 +435,16 @@ impl Shared {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// The accept back-off for a snapshot: whether a retry timer runs, the
+    /// accepts waiting for it, and the delay the next back-off would take.
+    pub(crate) fn accept_backoff(&self) -> (bool, usize, u64) {
+        (
+            self.retry_pending.load(Ordering::Relaxed),
+            self.parked_accepts.load(Ordering::Relaxed),
+            self.backoff_ms.load(Ordering::Relaxed),
+        )
+    }
+
     /// A connection's Disconnect callback ran: forget it.
     pub(crate) fn removed(&self, id: ConnId) {
         self.registry.remove(id);
