@@ -246,7 +246,10 @@ fn once_json_matches_the_load_driven(backend: &str) {
     let total = 6 * 10 * 1024;
     let v = wait_for("every echo counted", || {
         let v = once(&path);
-        (v["bytes"]["out"] == total).then_some(v)
+        // Counted server-wide, then per connection: wait for both.
+        let rows = v["busiest"].as_array().unwrap();
+        let per_conn: u64 = rows.iter().map(|r| r["bytes_out"].as_u64().unwrap()).sum();
+        (v["bytes"]["out"] == total && per_conn == total).then_some(v)
     });
     assert_eq!(v["server"], "echo");
     let backend_name = if backend == "uring" {
