@@ -4,7 +4,7 @@
 //! server's workers never wait for it. The socket file is removed at stop.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +55,9 @@ impl StatsSocket {
         }
         let listener = UnixListener::bind(path)
             .with_context(|| format!("listening on the stats socket {}", path.display()))?;
+        // Peers' addresses are in the snapshots: for this user only.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("making {} private", path.display()))?;
         let stopping = Arc::new(AtomicBool::new(false));
         let clients: Clients = Arc::default();
         let accepter = {

@@ -9,6 +9,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -303,6 +304,8 @@ fn once_json_matches_the_load_driven(backend: &str) {
 fn stats_socket_answers_requests(backend: &str) {
     let path = socket_path(backend);
     let server = start("echo", backend, &["--stats-socket", path.to_str().unwrap()]);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket is for its owner only");
     let s = UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(LIMIT)).unwrap();
     let mut out = s.try_clone().unwrap();

@@ -93,7 +93,7 @@ fn ui(
 ) -> anyhow::Result<()> {
     let mut st = State::new(path);
     let mut dirty = true;
-    let mut last_frame: Option<Instant> = None;
+    let mut clock = FrameClock::default();
     loop {
         for u in updates.try_iter() {
             match u {
@@ -102,10 +102,10 @@ fn ui(
             }
             dirty = true;
         }
-        let due = last_frame.map_or(Duration::ZERO, |t| FRAME.saturating_sub(t.elapsed()));
+        let due = clock.wait(Instant::now());
         if dirty && due.is_zero() {
             terminal.draw(|f| draw::frame(f, &st))?;
-            last_frame = Some(Instant::now());
+            clock.drawn(Instant::now());
             dirty = false;
         }
         // Wake for a key, for the next frame, or to look at the updates.
@@ -121,6 +121,25 @@ fn ui(
                 dirty = true;
             }
         }
+    }
+}
+
+/// When the next frame may be drawn: at least [`FRAME`] after the last.
+#[derive(Default)]
+struct FrameClock {
+    last: Option<Instant>,
+}
+
+impl FrameClock {
+    /// How long to wait at `now` before a frame may be drawn.
+    fn wait(&self, now: Instant) -> Duration {
+        self.last.map_or(Duration::ZERO, |t| {
+            FRAME.saturating_sub(now.saturating_duration_since(t))
+        })
+    }
+
+    fn drawn(&mut self, at: Instant) {
+        self.last = Some(at);
     }
 }
 
@@ -154,4 +173,60 @@ fn key(st: &mut State, code: KeyCode, mods: KeyModifiers, order: &SharedOrder) -
         },
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_four_frames_a_second() {
+        let mut clock = FrameClock::default();
+        let t0 = Instant::now();
+        assert_eq!(clock.wait(t0), Duration::ZERO);
+        clock.drawn(t0);
+        assert_eq!(
+            clock.wait(t0 + Duration::from_millis(100)),
+            Duration::from_millis(150)
+        );
+        assert_eq!(clock.wait(t0 + FRAME), Duration::ZERO);
+        // Drawing whenever allowed for a second gives at most 4 frames.
+        let (mut frames, mut t) = (0, t0 + FRAME);
+        while t < t0 + FRAME + Duration::from_secs(1) {
+            if clock.wait(t).is_zero() {
+                clock.drawn(t);
+                frames += 1;
+            }
+            t += Duration::from_millis(10);
+        }
+        assert_eq!(frames, 4);
+    }
+
+    #[test]
+    fn keys() {
+        let order = SharedOrder::default();
+        let mut st = State::new("p".into());
+        let none = KeyModifiers::NONE;
+        assert!(key(&mut st, KeyCode::Char('s'), none, &order));
+        assert_eq!((st.order, order.get()), (SortBy::Age, SortBy::Age));
+        assert!(key(&mut st, KeyCode::Char('p'), none, &order));
+        assert!(st.paused);
+        assert!(key(&mut st, KeyCode::Char('/'), none, &order));
+        for c in "q:1".chars() {
+            assert!(
+                key(&mut st, KeyCode::Char(c), none, &order),
+                "q types while filtering"
+            );
+        }
+        assert!(key(&mut st, KeyCode::Backspace, none, &order));
+        assert!(key(&mut st, KeyCode::Enter, none, &order));
+        assert_eq!((st.filter.as_str(), st.input), ("q:", Input::Keys));
+        assert!(!key(&mut st, KeyCode::Char('q'), none, &order));
+        assert!(!key(
+            &mut st,
+            KeyCode::Char('c'),
+            KeyModifiers::CONTROL,
+            &order
+        ));
+    }
 }
