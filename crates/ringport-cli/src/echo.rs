@@ -7,9 +7,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use ringport::BackendKind;
 use ringport_server::{Connection, DisconnectReason, Handler, Server, ServerBuilder};
+
+use crate::observe::{ObserveArgs, Observers};
+use crate::recent::RecentMessages;
 
 /// Flags of `ringport echo`.
 ///
@@ -66,6 +71,8 @@ pub struct ServerArgs {
     /// Longest time a stop may take (queued data gets most of it to flush).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub stop_deadline: Duration,
+    #[command(flatten)]
+    pub observe: ObserveArgs,
 }
 
 impl ServerArgs {
@@ -119,12 +126,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Starts `handler` with `builder` and serves until Ctrl-C or SIGTERM, then
 /// stops and prints the final stats. The first line on stdout is
 /// `listening on ADDR (backend: NAME)`. A port already taken or an address
-/// that cannot be bound is reported on stderr with exit code 2.
+/// that cannot be bound is reported on stderr with exit code 2, and so is a
+/// stats socket or metrics address that cannot be used. `observe` starts
+/// the stats socket and metrics endpoint (`recent`: `ringport log`'s
+/// message list for the stats socket).
 pub fn serve<H: Handler>(
     name: &str,
     addr: SocketAddr,
     builder: ServerBuilder,
     handler: H,
+    observe: &ObserveArgs,
+    recent: Option<Arc<RecentMessages>>,
 ) -> anyhow::Result<ExitCode> {
     let (tx, rx) = std::sync::mpsc::channel();
     ctrlc::set_handler(move || {
@@ -139,6 +151,14 @@ pub fn serve<H: Handler>(
         }
         Err(e) => return Err(e).context("starting the server"),
     };
+    let observers = match Observers::start(observe, name, &server, recent) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ringport {name}: {e:#}");
+            server.stop();
+            return Ok(ExitCode::from(2));
+        }
+    };
     {
         let mut out = std::io::stdout().lock();
         writeln!(
@@ -152,6 +172,7 @@ pub fn serve<H: Handler>(
     // Wait for Ctrl-C / SIGTERM (the handler lives as long as the process).
     let _ = rx.recv();
     tracing::info!("stopping");
+    observers.stop();
     let stats = server.stop();
     let mut out = std::io::stdout().lock();
     writeln!(out, "final stats: {stats}")?;
@@ -198,7 +219,8 @@ impl Handler for Echo {
 /// Runs the subcommand; returns the process exit code.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = SocketAddr::new(args.server.bind, args.port);
-    serve("echo", addr, args.server.builder(args.port), Echo)
+    let builder = args.server.builder(args.port);
+    serve("echo", addr, builder, Echo, &args.server.observe, None)
 }
 
 #[cfg(test)]

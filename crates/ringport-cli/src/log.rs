@@ -5,11 +5,13 @@
 use std::fmt::Write as _;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ringport_server::{Connection, DisconnectReason, Handler};
 
 use crate::echo::{serve, ServerArgs};
+use crate::recent::RecentMessages;
 
 /// Flags of `ringport log`.
 ///
@@ -25,8 +27,11 @@ pub struct Args {
     pub port: u16,
 }
 
-/// Prints each received message as `TIMESTAMP PEER MESSAGE`.
-struct MessageLog;
+/// Prints each received message as `TIMESTAMP PEER MESSAGE`, and keeps
+/// the latest for the stats socket when there is one.
+struct MessageLog {
+    recent: Option<Arc<RecentMessages>>,
+}
 
 impl Handler for MessageLog {
     type State = ();
@@ -39,14 +44,15 @@ impl Handler for MessageLog {
     }
 
     fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
-        let line = format!(
-            "{} {} {}\n",
-            rfc3339_utc(SystemTime::now()),
-            conn.peer_addr(),
-            escape(&data)
-        );
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        let (time, text) = (rfc3339_utc(SystemTime::now()), escape(&data));
+        let line = format!("{time} {} {text}\n", conn.peer_addr());
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        }
+        if let Some(recent) = &self.recent {
+            recent.push(time, conn.peer_addr().to_string(), text);
+        }
     }
 
     fn on_disconnect(&self, conn: &Connection, _: (), reason: &DisconnectReason) {
@@ -99,7 +105,17 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
 /// Runs the subcommand; returns the process exit code.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = std::net::SocketAddr::new(args.server.bind, args.port);
-    serve("log", addr, args.server.builder(args.port), MessageLog)
+    let recent = args
+        .server
+        .observe
+        .stats_socket
+        .is_some()
+        .then(|| Arc::new(RecentMessages::default()));
+    let handler = MessageLog {
+        recent: recent.clone(),
+    };
+    let builder = args.server.builder(args.port);
+    serve("log", addr, builder, handler, &args.server.observe, recent)
 }
 
 #[cfg(test)]

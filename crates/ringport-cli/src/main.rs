@@ -12,7 +12,13 @@ mod bench;
 mod echo;
 mod load;
 mod log;
+mod metrics;
+mod observe;
+mod recent;
+mod stats_socket;
+mod stats_wire;
 mod tokio_echo;
+mod top;
 
 /// Windows-style I/O completion ports for Linux: servers, load and benchmark.
 #[derive(Parser, Debug)]
@@ -32,6 +38,9 @@ enum Command {
     Load(load::Args),
     /// Side-by-side benchmark: `ringport echo` against a tokio echo server.
     Bench(bench::Args),
+    /// A running server's connections and traffic, live, from its stats
+    /// socket (`--stats-socket PATH` of echo and log).
+    Top(top::Args),
     /// The tokio baseline echo server used by `bench`.
     #[command(hide = true)]
     TokioEcho(tokio_echo::Args),
@@ -63,6 +72,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Log(a) => log::run(a),
         Command::Load(a) => load::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Top(a) => top::run(a),
         Command::TokioEcho(a) => tokio_echo::run(a),
         Command::EpollLoad(a) => load::baseline::run(a),
     }

@@ -43,6 +43,16 @@ impl Acceptor {
         }
     }
 
+    /// The back-off state for a snapshot: whether a retry timer runs, the
+    /// accepts waiting for it, and the delay the next back-off would take.
+    pub(crate) fn backoff(&self) -> (bool, usize, u64) {
+        (
+            self.retry_pending.load(Ordering::Relaxed),
+            self.parked.load(Ordering::Relaxed),
+            self.backoff_ms.load(Ordering::Relaxed),
+        )
+    }
+
     /// Posts the first accepts.
     pub(crate) fn start(&self, env: &ServerEnv) {
         let posted = if multishot(env) {

@@ -27,6 +27,7 @@ use ringport::op;
 use ringport::{Blocking, Handle, IoBuf, OpId};
 
 use crate::activity::Activity;
+use crate::conn_meter::ConnMeter;
 use crate::conn_state::{CloseMode, State};
 use crate::env::{AppState, Env};
 use crate::event::{Action, Event};
@@ -71,6 +72,8 @@ pub(crate) struct Inner {
     /// Removed from the registry (its last callback ran).
     gone: AtomicBool,
     queued: AtomicUsize,
+    /// Bytes in and out and age, for snapshots (`Server::monitor`).
+    pub(crate) meter: ConnMeter,
     state: Mutex<State>,
     /// The handler's state of this connection: locked by the worker that
     /// holds the drain right, for the callbacks it runs (so never
@@ -139,6 +142,7 @@ impl Connection {
                 activity: Activity::new(now),
                 gone: AtomicBool::new(false),
                 queued: AtomicUsize::new(0),
+                meter: ConnMeter::new(now),
                 state: Mutex::new(state),
                 app: Mutex::new(None),
             }),
@@ -549,7 +553,8 @@ impl Connection {
         let action = st.prepare(&self.inner.env, ev);
         if let Action::Sent(_, report) = &action {
             self.inner.queued.store(st.queued, Ordering::Relaxed);
-            if report.is_some() {
+            if let Some(n) = report {
+                self.inner.meter.add_out(*n as u64);
                 let activity = &self.inner.activity;
                 activity.any.mark();
                 activity.send.mark();
@@ -564,6 +569,7 @@ impl Connection {
         match action {
             Action::Data(buf) => {
                 env.counters.add_hot(Hot::BytesIn, buf.len() as u64);
+                self.inner.meter.add_in(buf.len() as u64);
                 let activity = &self.inner.activity;
                 activity.any.mark();
                 activity.recv.mark();

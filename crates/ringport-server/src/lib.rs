@@ -40,7 +40,8 @@
 //!   flush until a deadline, closes the rest, joins the workers and closes
 //!   every descriptor; [`Server::stop_on`] a [`StopSignal`] does it on SIGINT
 //!   or SIGTERM.
-//! * **Stats** ([`Server::stats`]).
+//! * **Stats** ([`Server::stats`]), and snapshots of the running server
+//!   from any thread ([`Server::monitor`]) that cost the workers nothing.
 //!
 //! # Example: a chat server
 //!
@@ -122,6 +123,7 @@ mod activity;
 mod builder;
 mod config;
 mod conn;
+mod conn_meter;
 mod conn_state;
 mod connections;
 mod env;
@@ -136,6 +138,7 @@ mod reorder;
 mod server;
 mod shared;
 mod signals;
+mod snapshot;
 mod stats;
 mod stop;
 mod sweep;
@@ -152,5 +155,6 @@ pub use reason::DisconnectReason;
 pub use ringport::BackendKind;
 pub use server::Server;
 pub use signals::StopSignal;
+pub use snapshot::{AcceptBackoff, ConnSnapshot, Monitor, Snapshot, SortBy};
 pub use stats::Stats;
 pub use timer::TimerId;

@@ -4,7 +4,9 @@
 //! one cache line per worker: a worker adds to its own with a plain load and
 //! store (it is their only writer), so workers share no counter cache line
 //! and pay no locked instruction per message. Any other thread adds to a
-//! shared slot with `fetch_add`. A snapshot sums the slots.
+//! shared slot with `fetch_add`. A snapshot sums the slots. Adding bytes in
+//! (out) also counts one message in (out): a chunk handed to the handler
+//! (a send completed), in the same slot.
 
 use std::cell::Cell;
 use std::fmt;
@@ -30,6 +32,8 @@ struct HotSlot {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     completions: AtomicU64,
+    messages_in: AtomicU64,
+    messages_out: AtomicU64,
 }
 
 impl HotSlot {
@@ -40,6 +44,21 @@ impl HotSlot {
             Hot::Completions => &self.completions,
         }
     }
+
+    /// The message counter that goes with a byte counter.
+    fn messages(&self, which: Hot) -> Option<&AtomicU64> {
+        match which {
+            Hot::BytesIn => Some(&self.messages_in),
+            Hot::BytesOut => Some(&self.messages_out),
+            Hot::Completions => None,
+        }
+    }
+}
+
+/// Adds `n` to a counter only this thread writes: no locked instruction.
+#[inline]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
 }
 
 /// The live counters (relaxed atomics; a snapshot is consistent per field,
@@ -105,17 +124,28 @@ impl Counters {
         let shared = self.hot.len() - 1;
         if addr == self.addr() && index < shared {
             // Only this thread writes this slot: no locked instruction.
-            let c = self.hot[index].get(which);
-            c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+            let slot = &self.hot[index];
+            bump(slot.get(which), n);
+            if let Some(m) = slot.messages(which) {
+                bump(m, 1);
+            }
         } else {
-            self.hot[shared].get(which).fetch_add(n, Ordering::Relaxed);
+            let slot = &self.hot[shared];
+            slot.get(which).fetch_add(n, Ordering::Relaxed);
+            if let Some(m) = slot.messages(which) {
+                m.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
     fn sum(&self, which: Hot) -> u64 {
+        self.sum_of(|s| s.get(which))
+    }
+
+    fn sum_of(&self, field: impl Fn(&HotSlot) -> &AtomicU64) -> u64 {
         self.hot
             .iter()
-            .map(|s| s.get(which).load(Ordering::Relaxed))
+            .map(|s| field(s).load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
     }
 
@@ -131,6 +161,8 @@ impl Counters {
             bytes_in: self.sum(Hot::BytesIn),
             bytes_out: self.sum(Hot::BytesOut),
             completions: self.sum(Hot::Completions),
+            messages_in: self.sum_of(|s| &s.messages_in),
+            messages_out: self.sum_of(|s| &s.messages_out),
             peer_closed: get(&self.peer_closed),
             resets: get(&self.resets),
             idle_timeouts: get(&self.idle_timeouts),
@@ -174,6 +206,11 @@ pub struct Stats {
     pub bytes_out: u64,
     /// Completions dequeued from the port by the workers.
     pub completions: u64,
+    /// Messages received: chunks of data handed to
+    /// [`Handler::on_data`](crate::Handler::on_data).
+    pub messages_in: u64,
+    /// Messages sent: sends completed.
+    pub messages_out: u64,
     /// Disconnects: closed by the peer (FIN).
     pub peer_closed: u64,
     /// Disconnects: reset by the peer (RST), or a send to a vanished peer.
@@ -215,7 +252,8 @@ impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "connections: {} open, {} total; bytes: {} in, {} out; completions: {}; \
+            "connections: {} open, {} total; bytes: {} in, {} out; \
+             messages: {} in, {} out; completions: {}; \
              disconnects: {} closed by peer, {} reset, {} idle timeout, {} read timeout, \
              {} write timeout, {} shutdown, {} closed locally, {} error; accept: {} out of \
              descriptors, {} failed, {} posted, {} rejected; read pauses: {}; outbound: {} \
@@ -224,6 +262,8 @@ impl fmt::Display for Stats {
             self.connections_total,
             self.bytes_in,
             self.bytes_out,
+            self.messages_in,
+            self.messages_out,
             self.completions,
             self.peer_closed,
             self.resets,
