@@ -88,9 +88,9 @@ pub struct Args {
     /// Backend of the load's port (default automatic).
     #[arg(long)]
     pub load_backend: Option<ringport::BackendKind>,
-    /// Count the servers' syscalls per message with `perf stat` (adds a
-    /// little tracing overhead to the CPU figures).
-    #[arg(long)]
+    /// Count the servers' syscalls per message with `perf stat` (tracing
+    /// adds a little to the CPU figures, more for the server that makes more
+    /// syscalls). The demo counts them whenever `perf stat` can.
     pub syscalls: bool,
     /// Rank the load generators instead of the servers: `ringport load`
     /// against a plain one-thread epoll client, in turn, loading the first
@@ -243,7 +243,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let p = plan(&a)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let tick = server::clock_ticks();
-    let perf = a.syscalls && server::perf_works();
+    let demo = a.cases.is_empty() && !a.full && !a.clients;
+    let perf = (a.syscalls || demo) && server::perf_works();
+    if demo && !perf && !a.syscalls {
+        eprintln!("(syscalls per message not counted: `perf stat -e raw_syscalls:sys_enter` does not work here)");
+    }
     if a.syscalls && !perf {
         tracing::warn!(
             "--syscalls: `perf stat -e raw_syscalls:sys_enter` does not work here; skipping"
