@@ -91,6 +91,7 @@ pub struct Args {
     /// Count the servers' syscalls per message with `perf stat` (tracing
     /// adds a little to the CPU figures, more for the server that makes more
     /// syscalls). The demo counts them whenever `perf stat` can.
+    #[arg(long)]
     pub syscalls: bool,
     /// Rank the load generators instead of the servers: `ringport load`
     /// against a plain one-thread epoll client, in turn, loading the first
