@@ -34,11 +34,11 @@ pub struct Args {
     /// 5 rounds of 5 s.
     #[arg(long)]
     pub full: bool,
-    /// Cases, comma-separated: CONNSxSIZE[pN] (`1000x64p4`: 1000
-    /// connections, 64 B messages, 4 in flight each), churn[N[xSIZE]]
-    /// (N connections at a time: connect, one echo, close; default 100 × 64
-    /// B), idle[N] (N idle connections: server memory each; default 1000).
-    /// Default: the demo, idle,1000x512,100x16k,1000x64p4,churn.
+    /// Cases, comma-separated: `CONNSxSIZE[pN]` (`1000x64p4`: 1000
+    /// connections, 64 B messages, 4 in flight each), `churn[N[xSIZE]]` (N
+    /// connections at a time: connect, one echo, close; default 100 × 64 B),
+    /// `idle[N]` (N idle connections: server memory each; default 1000).
+    /// Default: the demo, `idle,1000x512,100x16k,1000x64p4,churn`.
     #[arg(long, value_delimiter = ',')]
     pub cases: Vec<String>,
     /// Rounds per case (each runs every server once, in turn).
