@@ -235,16 +235,22 @@ fn load_refuses_bad_flags() {
 /// Runs a short `ringport bench` with `extra` flags into a fresh directory;
 /// returns its stdout, its bench.json and the directory.
 fn short_bench(extra: &[&str], tag: &str) -> (String, serde_json::Value, PathBuf) {
+    short_bench_of(&["--cases", "2x64", "--rounds", "1"], extra, tag)
+}
+
+/// `short_bench` with the cases and rounds in `cases` (none: the demo's).
+fn short_bench_of(
+    cases: &[&str],
+    extra: &[&str],
+    tag: &str,
+) -> (String, serde_json::Value, PathBuf) {
     let dir: PathBuf =
         std::env::temp_dir().join(format!("ringport-{tag}-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut args = vec!["bench"];
+    args.extend_from_slice(cases);
     args.extend_from_slice(extra);
     args.extend_from_slice(&[
-        "--cases",
-        "2x64",
-        "--rounds",
-        "1",
         "--duration",
         "0.5",
         "--warmup",
@@ -252,7 +258,7 @@ fn short_bench(extra: &[&str], tag: &str) -> (String, serde_json::Value, PathBuf
         "--out",
         dir.to_str().unwrap(),
     ]);
-    let out = ringport(&args, Duration::from_secs(60));
+    let out = ringport(&args, Duration::from_secs(120));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -285,6 +291,115 @@ fn bench_writes_json_and_svg() {
         &svg[..svg.len().min(200)]
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The case syntax: a pipelined echo case, connection churn and idle
+/// connections, each measured and ranked by its own figure, with the
+/// ringport/tokio ratios paired round by round.
+#[test]
+fn bench_runs_pipelined_churn_and_idle_cases() {
+    let (stdout, v, dir) = short_bench_of(
+        &["--cases", "20x64p4,churn4,idle50", "--rounds", "2"],
+        // Counted where `perf stat` can; skipped (with a warning) elsewhere.
+        &["--syscalls"],
+        "cases",
+    );
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3, "{v}");
+
+    let echo = &cases[0];
+    assert_eq!(echo["case"]["kind"], "echo");
+    assert_eq!(echo["case"]["pipeline"], 4);
+    assert_eq!(echo["figure"], "CPU µs/msg");
+    assert_eq!(echo["label"], "20 × 64 B, 4 in flight");
+    for s in echo["servers"].as_array().unwrap() {
+        assert_eq!(s["rounds"].as_array().unwrap().len(), 2, "{s}");
+        assert!(s["median"]["msgs_per_s"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    assert_eq!(echo["paired_ratio"]["n"], 2, "{echo}");
+    assert_eq!(echo["paired_p99_ratio"]["n"], 2, "{echo}");
+
+    let churn = &cases[1];
+    assert_eq!(churn["case"]["kind"], "churn");
+    assert_eq!(churn["case"]["conns"], 4);
+    assert_eq!(churn["figure"], "CPU µs/conn");
+    for s in churn["servers"].as_array().unwrap() {
+        // Connections completed (connect, echo, close) in the window.
+        assert!(s["median"]["msgs_per_s"].as_f64().unwrap() > 0.0, "{s}");
+    }
+
+    let idle = &cases[2];
+    assert_eq!(idle["case"]["kind"], "idle");
+    assert_eq!(idle["case"]["conns"], 50);
+    assert_eq!(idle["figure"], "RSS KiB/conn");
+    for s in idle["servers"].as_array().unwrap() {
+        for r in s["rounds"].as_array().unwrap() {
+            assert_eq!(r["msgs"], 50, "{r}");
+            assert!(r["rss_kib_per_conn"].as_f64().unwrap().is_finite(), "{r}");
+        }
+    }
+    // The tokio server reads each connection into a buffer of its own
+    // (8 KiB), touched by the echo: its memory grows with idle connections.
+    let tokio = &idle["servers"][1];
+    assert_eq!(tokio["server"], "tokio");
+    assert!(
+        tokio["median"]["rss_kib_per_conn"].as_f64().unwrap() > 0.5,
+        "{tokio}"
+    );
+    assert!(idle["paired_p99_ratio"].is_null(), "{idle}");
+
+    assert!(stdout.contains("RSS KiB/conn"), "{stdout}");
+    assert!(
+        stdout.contains("| churn 4 × 64 B | server CPU µs/conn |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| 20 × 64 B, 4 in flight | p99 µs |"),
+        "{stdout}"
+    );
+    let svg = std::fs::read_to_string(dir.join("bench.svg")).expect("bench.svg");
+    assert!(svg.contains("idle 50: server RSS KiB/conn"), "{svg}");
+    assert!(svg.contains("ringport / tokio"), "{svg}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With no cases given, the bench runs the demo: the cases that rank
+/// servers.
+#[test]
+fn bench_demo_runs_the_ranking_cases() {
+    let (stdout, v, dir) = short_bench_of(&["--rounds", "1"], &[], "demo");
+    let labels: Vec<&str> = v["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "idle 1000",
+            "1000 × 512 B",
+            "100 × 16 KiB",
+            "1000 × 64 B, 4 in flight",
+            "churn 100 × 64 B"
+        ],
+        "{stdout}"
+    );
+    for c in v["cases"].as_array().unwrap() {
+        assert!(c["paired_ratio"]["median"].as_f64().is_some(), "{c}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A case that is none of the forms is refused before any server starts,
+/// naming the case.
+#[test]
+fn bench_refuses_a_bad_case() {
+    for bad in ["100x64p0", "fast", "idle0"] {
+        let out = ringport(&["bench", "--cases", bad], Duration::from_secs(10));
+        assert!(!out.status.success(), "{bad}: {out:?}");
+        assert!(stderr(&out).contains(bad), "{bad}: {}", stderr(&out));
+    }
 }
 
 /// `bench --clients`: the two load generators against one server, each

@@ -57,7 +57,7 @@ pub fn run_one(
                 };
                 let run = if which == 0 {
                     // One message in flight, as the epoll client keeps.
-                    let cfg = super::load_config(a, p, case, s, 1);
+                    let cfg = super::load_config(a, p, case, s, Some(1));
                     let r = load::run_load(&cfg, &mut hook)?;
                     if r.mismatch.is_none() {
                         if let Some(why) = r.stopped_early {
@@ -77,7 +77,7 @@ pub fn run_one(
                         conns: case.conns,
                         size: case.size,
                         duration: p.duration,
-                        warmup: a.warmup,
+                        warmup: p.warmup,
                         cpu: None,
                     };
                     let r = baseline::run_client(&args, &mut hook)?;
@@ -117,6 +117,7 @@ pub fn run_one(
         cpu_us_per_msg: cpu_s * 1e6 / msgs,
         ctx_switches_per_msg: 0.0,
         syscalls_per_msg: None,
+        rss_kib_per_conn: None,
         msgs: run.msgs,
         errors: 0,
         window_s: run.window_s,

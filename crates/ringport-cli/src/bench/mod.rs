@@ -9,8 +9,10 @@
 //! on a 2-core machine the client saturates, so CPU time per echoed message
 //! is the figure that ranks servers.
 
+mod case;
 mod chart;
 mod clients;
+mod idle;
 mod report;
 mod server;
 
@@ -21,17 +23,22 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::load::{self, Mode, Phase};
+pub use case::{Case, Kind};
 use report::{CaseResult, Machine, Results, RoundResult};
 use server::{Server, SyscallCount};
 
 /// Flags of `ringport bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The full matrix: 1×64, 100×512, 1000×512, 100×16384; 5 rounds of 5 s.
+    /// The full matrix: the demo's cases and 1×64, 100×512, 100×64p16;
+    /// 5 rounds of 5 s.
     #[arg(long)]
     pub full: bool,
-    /// Cases as CONNSxSIZE, comma-separated (default 1x64,100x512; with
-    /// --full the four above).
+    /// Cases, comma-separated: `CONNSxSIZE[pN]` (`1000x64p4`: 1000
+    /// connections, 64 B messages, 4 in flight each), `churn[N[xSIZE]]` (N
+    /// connections at a time: connect, one echo, close; default 100 × 64 B),
+    /// `idle[N]` (N idle connections: server memory each; default 1000).
+    /// Default: the demo, `idle,1000x512,100x16k,1000x64p4,churn`.
     #[arg(long, value_delimiter = ',')]
     pub cases: Vec<String>,
     /// Rounds per case (each runs every server once, in turn).
@@ -40,10 +47,11 @@ pub struct Args {
     /// Seconds measured per run.
     #[arg(long)]
     pub duration: Option<f64>,
-    /// Seconds of load before each measured window.
-    #[arg(long, default_value_t = 0.5)]
-    pub warmup: f64,
-    /// Messages in flight per connection.
+    /// Seconds of load before each measured window (default 0.5; the demo
+    /// 0.3).
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Messages in flight per connection, for cases without a `pN`.
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
     /// CPU for the servers (default 0).
@@ -68,14 +76,21 @@ pub struct Args {
     /// back ~40 ms by Nagle waiting for a delayed ACK.
     #[arg(long)]
     pub tokio_nagle: bool,
+    /// Log filter of the servers (their `RUST_LOG`). At the default, warn,
+    /// neither server logs per connection; at info `ringport echo` logs
+    /// every connect and disconnect (a formatted line and a write(2) each),
+    /// a cost the tokio server does not have.
+    #[arg(long, default_value = "warn")]
+    pub server_log: String,
     /// Backend of `ringport echo` (uring or epoll; default automatic).
     #[arg(long)]
     pub backend: Option<ringport::BackendKind>,
     /// Backend of the load's port (default automatic).
     #[arg(long)]
     pub load_backend: Option<ringport::BackendKind>,
-    /// Count the servers' syscalls per message with `perf stat` (adds a
-    /// little tracing overhead to the CPU figures).
+    /// Count the servers' syscalls per message with `perf stat` (tracing
+    /// adds a little to the CPU figures, more for the server that makes more
+    /// syscalls). The demo counts them whenever `perf stat` can.
     #[arg(long)]
     pub syscalls: bool,
     /// Rank the load generators instead of the servers: `ringport load`
@@ -102,70 +117,64 @@ pub struct Args {
     pub out: PathBuf,
 }
 
-/// One case of the matrix.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct Case {
-    /// Connections.
-    pub conns: usize,
-    /// Bytes per message.
-    pub size: usize,
-}
-
-impl Case {
-    fn parse(s: &str) -> anyhow::Result<Case> {
-        let (c, b) = s
-            .trim()
-            .split_once(['x', 'X', '×'])
-            .with_context(|| format!("case {s:?} is not CONNSxSIZE"))?;
-        let size = b.trim().trim_end_matches(['B', 'b']);
-        let size = match size.strip_suffix(['k', 'K']) {
-            Some(k) => k.parse::<usize>()? * 1024,
-            None => size.parse()?,
-        };
-        Ok(Case {
-            conns: c.trim().parse()?,
-            size,
-        })
-    }
-
-    /// `100 × 512 B`.
-    pub fn label(&self) -> String {
-        if self.size >= 1024 && self.size % 1024 == 0 {
-            format!("{} × {} KiB", self.conns, self.size / 1024)
-        } else {
-            format!("{} × {} B", self.conns, self.size)
-        }
-    }
-}
+/// The demo's cases: those that rank servers (many connections, large
+/// messages, small pipelined messages, idle memory, connection churn).
+/// Idle goes first, while the servers' heaps are fresh.
+pub const DEMO: [&str; 5] = ["idle", "1000x512", "100x16k", "1000x64p4", "churn"];
+/// `--full` adds the cases where both servers are bound by the kernel.
+pub const FULL_EXTRA: [&str; 3] = ["1x64", "100x512", "100x64p16"];
 
 pub(crate) struct Plan {
     cases: Vec<Case>,
     rounds: usize,
     duration: f64,
+    warmup: f64,
     server_cpu: Option<usize>,
     load_cpu: Option<usize>,
 }
 
 fn plan(a: &Args) -> anyhow::Result<Plan> {
+    let demo = a.cases.is_empty() && !a.full;
     let cases: Vec<String> = if !a.cases.is_empty() {
         a.cases.clone()
     } else if a.full {
-        ["1x64", "100x512", "1000x512", "100x16k"]
-            .map(String::from)
-            .to_vec()
+        DEMO.iter()
+            .chain(&FULL_EXTRA)
+            .map(|c| c.to_string())
+            .collect()
     } else {
-        ["1x64", "100x512"].map(String::from).to_vec()
+        DEMO.map(String::from).to_vec()
     };
-    let cases = cases
-        .iter()
-        .map(|c| Case::parse(c))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut cases = Case::parse_all(&cases, a.pipeline)?;
+    if a.clients {
+        // The clients are ranked on echoes; the demo's other cases are not.
+        if a.cases.is_empty() {
+            cases.retain(|c| c.kind == Kind::Echo);
+        }
+        anyhow::ensure!(
+            cases.iter().all(|c| c.kind == Kind::Echo),
+            "--clients ranks load generators on echo cases (CONNSxSIZE[pN]) only"
+        );
+    }
+    // The demo fits in about a minute: 4 loaded cases × 3 rounds × 2
+    // servers × (0.3 s warm-up + 1 s window + connecting and settling).
     let rounds = a.rounds.unwrap_or(if a.full { 5 } else { 3 });
-    let duration = a.duration.unwrap_or(if a.full { 5.0 } else { 2.0 });
+    let duration = a.duration.unwrap_or(if a.full {
+        5.0
+    } else if demo {
+        1.0
+    } else {
+        2.0
+    });
+    let warmup = a.warmup.unwrap_or(if demo { 0.3 } else { 0.5 });
     anyhow::ensure!((1..=1000).contains(&rounds), "--rounds must be 1..=1000");
     anyhow::ensure!(
         duration > 0.0 && duration <= 3600.0,
         "--duration must be > 0 and at most an hour"
+    );
+    anyhow::ensure!(
+        warmup.is_finite() && (0.0..=3600.0).contains(&warmup),
+        "--warmup must be 0..=3600"
     );
     let cpus = crate::affinity::available();
     let (server_cpu, load_cpu) = if a.no_pin {
@@ -183,6 +192,7 @@ fn plan(a: &Args) -> anyhow::Result<Plan> {
         cases,
         rounds,
         duration,
+        warmup,
         server_cpu,
         load_cpu,
     })
@@ -247,7 +257,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let p = plan(&a)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let tick = server::clock_ticks();
-    let perf = a.syscalls && server::perf_works();
+    let demo = a.cases.is_empty() && !a.full && !a.clients;
+    let perf = (a.syscalls || demo) && server::perf_works();
+    if demo && !perf && !a.syscalls {
+        eprintln!("(syscalls per message not counted: `perf stat -e raw_syscalls:sys_enter` does not work here)");
+    }
     if a.syscalls && !perf {
         tracing::warn!(
             "--syscalls: `perf stat -e raw_syscalls:sys_enter` does not work here; skipping"
@@ -262,7 +276,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     for name in names {
         let argv = server_argv(&a, name)?;
-        let mut env = Vec::new();
+        let mut env = vec![("RUST_LOG".to_string(), a.server_log.clone())];
         if name == "ringport" {
             if let Some(b) = a.backend {
                 env.push(("RINGPORT_BACKEND".to_string(), b.name().to_string()));
@@ -290,7 +304,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         rows,
         if a.clients { "clients" } else { "servers" },
         p.duration,
-        a.warmup,
+        p.warmup,
         p.server_cpu.map_or("any".into(), |c| c.to_string()),
         p.load_cpu.map_or("any".into(), |c| c.to_string()),
     );
@@ -314,21 +328,38 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 );
                 let r = if a.clients {
                     clients::run_one(&a, &p, case, s, row, tick)?
+                } else if case.kind == Kind::Idle {
+                    idle::run_one(case, s, p.load_cpu, tick)?
                 } else {
                     run_one(&a, &p, case, s, tick, perf)?
                 };
+                let figures = match r.rss_kib_per_conn {
+                    Some(kib) => format!("{kib:>6.2} RSS KiB/conn"),
+                    None => format!(
+                        "{:>9.0} {}/s  p99 {:>8.0} µs  {:>6.2} {}",
+                        r.msgs_per_s,
+                        if case.kind == Kind::Churn {
+                            "conns"
+                        } else {
+                            "msgs"
+                        },
+                        r.p99_us,
+                        r.cpu_us_per_msg,
+                        case.figure()
+                    ),
+                };
                 eprintln!(
-                    "[{n}/{total}] {} {:<13} round {}: {:>9.0} msgs/s  p99 {:>8.0} µs  {:>6.2} CPU µs/msg{}{}",
+                    "[{n}/{total}] {} {:<13} round {}: {figures}{}{}",
                     case.label(),
                     cr.servers[row].server,
                     round + 1,
-                    r.msgs_per_s,
-                    r.p99_us,
-                    r.cpu_us_per_msg,
                     r.syscalls_per_msg
                         .map_or(String::new(), |v| format!("  {v:.2} syscalls/msg")),
                     if r.steal_share >= STEAL_NOTE {
-                        format!("  ({:.0}% stolen by the hypervisor: noisy)", r.steal_share * 100.0)
+                        format!(
+                            "  ({:.0}% stolen by the hypervisor: noisy)",
+                            r.steal_share * 100.0
+                        )
                     } else {
                         String::new()
                     },
@@ -348,7 +379,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         rounds: p.rounds,
         duration_s: p.duration,
-        warmup_s: a.warmup,
+        warmup_s: p.warmup,
         pipeline: a.pipeline,
         server_cpu: p.server_cpu,
         load_cpu: p.load_cpu,
@@ -380,7 +411,7 @@ fn run_one(
     tick: u64,
     perf: bool,
 ) -> anyhow::Result<RoundResult> {
-    let cfg = load_config(a, p, case, s, a.pipeline);
+    let cfg = load_config(a, p, case, s, None);
     let pid = s.pid();
     let (load_cpu, server_cpu) = (p.load_cpu, p.server_cpu);
     let duration = p.duration;
@@ -457,6 +488,7 @@ fn run_one(
         cpu_us_per_msg: cpu_s * 1e6 / msgs,
         ctx_switches_per_msg: c1.saturating_sub(c0) as f64 / msgs,
         syscalls_per_msg: syscalls.map(|n| n as f64 / msgs),
+        rss_kib_per_conn: None,
         msgs: report.msgs,
         errors: report.errors,
         window_s,
@@ -464,17 +496,26 @@ fn run_one(
     })
 }
 
-/// The load one bench run puts on `s`.
-fn load_config(a: &Args, p: &Plan, case: &Case, s: &Server, pipeline: usize) -> load::Config {
+/// The load one bench run puts on `s` (`pipeline` overrides the case's).
+fn load_config(
+    a: &Args,
+    p: &Plan,
+    case: &Case,
+    s: &Server,
+    pipeline: Option<usize>,
+) -> load::Config {
     load::Config {
         addr: s.addr,
         conns: case.conns,
         size: case.size,
-        pipeline,
+        pipeline: pipeline.unwrap_or(case.pipeline),
         duration: Duration::from_secs_f64(p.duration),
-        warmup: Duration::from_secs_f64(a.warmup),
+        warmup: Duration::from_secs_f64(p.warmup),
         rate: None,
-        mode: Mode::Echo,
+        mode: match case.kind {
+            Kind::Churn => Mode::Churn,
+            Kind::Echo | Kind::Idle => Mode::Echo,
+        },
         seed: 0x5eed,
         backend: a.load_backend,
         pooled: true,
@@ -484,18 +525,4 @@ fn load_config(a: &Args, p: &Plan, case: &Case, s: &Server, pipeline: usize) -> 
 
 fn clone_err(e: &anyhow::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Case;
-
-    #[test]
-    fn cases_parse() {
-        let c = Case::parse("100x16k").unwrap();
-        assert_eq!((c.conns, c.size), (100, 16384));
-        let c = Case::parse("1×64B").unwrap();
-        assert_eq!((c.conns, c.size), (1, 64));
-        assert!(Case::parse("100").is_err());
-    }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::case::Kind;
 use super::server::Server;
 use super::Case;
 
@@ -26,6 +27,8 @@ pub struct RoundResult {
     pub ctx_switches_per_msg: f64,
     /// Server syscalls per echoed message (with `--syscalls`).
     pub syscalls_per_msg: Option<f64>,
+    /// Idle cases: the server's resident memory per open connection, KiB.
+    pub rss_kib_per_conn: Option<f64>,
     /// Messages echoed in the window.
     pub msgs: u64,
     /// Load errors.
@@ -52,6 +55,10 @@ pub struct Median {
     pub ctx_switches_per_msg: f64,
     /// Syscalls per message, if counted.
     pub syscalls_per_msg: Option<f64>,
+    /// Resident memory per idle connection, KiB (idle cases).
+    pub rss_kib_per_conn: Option<f64>,
+    /// The figure that ranks servers in this case (see `CaseResult::figure`).
+    pub value: f64,
 }
 
 /// One server's rounds and medians in one case.
@@ -72,14 +79,21 @@ pub struct CaseResult {
     pub case: Case,
     /// `100 × 512 B`.
     pub label: String,
+    /// The figure that ranks servers here: `CPU µs/msg`, `CPU µs/conn`
+    /// (churn) or `RSS KiB/conn` (idle).
+    pub figure: String,
     /// Per server, in run order.
     pub servers: Vec<ServerResult>,
     /// First server's median over the second's (ringport / tokio).
     pub ratio: Option<Median>,
-    /// The first server's CPU per message over the second's, round by
-    /// round (each pair ran back to back, so a slow phase of the machine
-    /// tends to hit both): how far the rounds agree on the ratio.
-    pub paired_cpu_ratio: Option<Spread>,
+    /// The first server's `figure` over the second's, round by round (each
+    /// pair ran back to back, so a slow phase of the machine tends to hit
+    /// both): how far the rounds agree on the ratio.
+    pub paired_ratio: Option<Spread>,
+    /// The same for p99 latency (echo and churn cases).
+    pub paired_p99_ratio: Option<Spread>,
+    /// The same for syscalls per message (with `--syscalls`).
+    pub paired_syscalls_ratio: Option<Spread>,
 }
 
 /// The median and range of some values.
@@ -125,6 +139,7 @@ impl CaseResult {
         CaseResult {
             case,
             label: case.label(),
+            figure: case.figure().to_string(),
             servers: names
                 .iter()
                 .map(|name| ServerResult {
@@ -134,30 +149,47 @@ impl CaseResult {
                 })
                 .collect(),
             ratio: None,
-            paired_cpu_ratio: None,
+            paired_ratio: None,
+            paired_p99_ratio: None,
+            paired_syscalls_ratio: None,
+        }
+    }
+
+    /// The ranked figure of one round.
+    fn value(&self, r: &RoundResult) -> Option<f64> {
+        match self.case.kind {
+            Kind::Idle => r.rss_kib_per_conn,
+            Kind::Echo | Kind::Churn => Some(r.cpu_us_per_msg),
         }
     }
 
     pub(crate) fn finish(&mut self) {
-        for s in &mut self.servers {
+        let opt_median = |v: Option<Vec<f64>>| v.filter(|v| !v.is_empty()).map(median);
+        let values: Vec<Option<Vec<f64>>> = self
+            .servers
+            .iter()
+            .map(|s| s.rounds.iter().map(|r| self.value(r)).collect())
+            .collect();
+        for (s, values) in self.servers.iter_mut().zip(values) {
             let r = &s.rounds;
             let med = |f: &dyn Fn(&RoundResult) -> f64| median(r.iter().map(f).collect());
             s.median = Median {
+                rss_kib_per_conn: opt_median(r.iter().map(|x| x.rss_kib_per_conn).collect()),
+                value: opt_median(values).unwrap_or(f64::NAN),
                 msgs_per_s: med(&|x| x.msgs_per_s),
                 p99_us: med(&|x| x.p99_us),
                 cpu_us_per_msg: med(&|x| x.cpu_us_per_msg),
                 server_cpu_share: med(&|x| x.server_cpu_share),
                 ctx_switches_per_msg: med(&|x| x.ctx_switches_per_msg),
-                syscalls_per_msg: r
-                    .iter()
-                    .map(|x| x.syscalls_per_msg)
-                    .collect::<Option<Vec<_>>>()
-                    .filter(|v| !v.is_empty())
-                    .map(median),
+                syscalls_per_msg: opt_median(r.iter().map(|x| x.syscalls_per_msg).collect()),
             };
         }
         if let [a, b, ..] = &self.servers[..] {
-            self.paired_cpu_ratio = Spread::of(paired_ratios(&a.rounds, &b.rounds));
+            let paired = Spread::of(paired_ratios(&a.rounds, &b.rounds, |r| self.value(r)));
+            let p99 = (self.case.kind != Kind::Idle)
+                .then(|| Spread::of(paired_ratios(&a.rounds, &b.rounds, |r| Some(r.p99_us))))
+                .flatten();
+            let syscalls = Spread::of(paired_ratios(&a.rounds, &b.rounds, |r| r.syscalls_per_msg));
             let (a, b) = (&a.median, &b.median);
             let q = |x: f64, y: f64| if y > 0.0 { x / y } else { f64::NAN };
             self.ratio = Some(Median {
@@ -170,19 +202,41 @@ impl CaseResult {
                     .syscalls_per_msg
                     .zip(b.syscalls_per_msg)
                     .map(|(x, y)| q(x, y)),
+                rss_kib_per_conn: a
+                    .rss_kib_per_conn
+                    .zip(b.rss_kib_per_conn)
+                    .map(|(x, y)| q(x, y)),
+                value: q(a.value, b.value),
             });
+            self.paired_ratio = paired;
+            self.paired_p99_ratio = p99;
+            self.paired_syscalls_ratio = syscalls;
         }
     }
 }
 
-/// `a`'s CPU per message over `b`'s, round by round (rounds both ran,
-/// skipping any with no messages).
-fn paired_ratios(a: &[RoundResult], b: &[RoundResult]) -> Vec<f64> {
+/// `a`'s `figure` over `b`'s, round by round (rounds both ran, skipping any
+/// where either figure is missing or not positive).
+fn paired_ratios(
+    a: &[RoundResult],
+    b: &[RoundResult],
+    figure: impl Fn(&RoundResult) -> Option<f64>,
+) -> Vec<f64> {
     a.iter()
         .zip(b)
-        .filter(|(x, y)| x.cpu_us_per_msg > 0.0 && y.cpu_us_per_msg > 0.0)
-        .map(|(x, y)| x.cpu_us_per_msg / y.cpu_us_per_msg)
+        .filter_map(|(x, y)| Some((figure(x)?, figure(y)?)))
+        .filter(|&(x, y)| x > 0.0 && y > 0.0)
+        .map(|(x, y)| x / y)
         .collect()
+}
+
+/// A figure with two decimals below 100, none above.
+fn figure_text(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 /// The median of some values (the mean of the middle two for an even count).
@@ -265,13 +319,14 @@ pub struct Results {
 }
 
 impl Results {
-    /// The table of medians and ratios, as printed.
+    /// The table of medians and the table of paired ratios, as printed.
     pub fn table(&self) -> String {
         let sys = self.cases.iter().any(|c| {
             c.servers
                 .iter()
                 .any(|s| s.median.syscalls_per_msg.is_some())
         });
+        let idle = self.cases.iter().any(|c| c.case.kind == Kind::Idle);
         let mut t = String::new();
         let _ = writeln!(
             t,
@@ -288,53 +343,74 @@ impl Results {
             t,
             "| case | {who} | msgs/s | p99 µs | {who} CPU µs/msg | {who} CPU share |"
         );
+        let mut rule = String::from("|---|---|--:|--:|--:|--:|");
         if sys {
-            let _ = write!(t, " syscalls/msg |");
+            t.push_str(" syscalls/msg |");
+            rule.push_str("--:|");
         }
-        let _ = write!(t, "\n|---|---|--:|--:|--:|--:|");
-        if sys {
-            let _ = write!(t, "--:|");
+        if idle {
+            t.push_str(" RSS KiB/conn |");
+            rule.push_str("--:|");
         }
-        t.push('\n');
+        let _ = writeln!(t, "\n{rule}");
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        let row = |t: &mut String, c: &CaseResult, who: &str, m: &Median, ratio: bool| {
+            let (b0, b1) = if ratio { ("**", "**") } else { ("", "") };
+            let n = |v: f64, d: usize| format!("{v:.d$}");
+            let cells = match c.case.kind {
+                Kind::Idle => ["-".into(), "-".into(), "-".into(), "-".into()],
+                Kind::Echo | Kind::Churn => [
+                    n(m.msgs_per_s, if ratio { 2 } else { 0 }),
+                    n(m.p99_us, if ratio { 2 } else { 0 }),
+                    format!("{b0}{:.2}{b1}", m.cpu_us_per_msg),
+                    n(m.server_cpu_share, 2),
+                ],
+            };
+            let _ = write!(t, "| {} | {who} | {} |", c.label, cells.join(" | "));
+            if sys {
+                let _ = write!(t, " {} |", opt(m.syscalls_per_msg));
+            }
+            if idle {
+                let _ = write!(t, " {} |", opt(m.rss_kib_per_conn));
+            }
+            t.push('\n');
+        };
         for c in &self.cases {
             for s in &c.servers {
-                let m = &s.median;
-                let _ = write!(
-                    t,
-                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} |",
-                    c.label, s.server, m.msgs_per_s, m.p99_us, m.cpu_us_per_msg, m.server_cpu_share
-                );
-                if sys {
-                    let _ = write!(t, " {} |", opt(m.syscalls_per_msg));
-                }
-                t.push('\n');
+                row(&mut t, c, &s.server, &s.median, false);
             }
             if let (Some(r), [a, b, ..]) = (&c.ratio, &c.servers[..]) {
-                let _ = write!(
-                    t,
-                    "| {} | **{}/{}** | {:.2} | {:.2} | **{:.2}** | {:.2} |",
-                    c.label,
-                    a.server,
-                    b.server,
-                    r.msgs_per_s,
-                    r.p99_us,
-                    r.cpu_us_per_msg,
-                    r.server_cpu_share
+                row(
+                    &mut t,
+                    c,
+                    &format!("**{}/{}**", a.server, b.server),
+                    r,
+                    true,
                 );
-                if sys {
-                    let _ = write!(t, " {} |", opt(r.syscalls_per_msg));
-                }
-                t.push('\n');
             }
         }
+        if self.cases.iter().any(|c| c.servers.len() >= 2) {
+            t.push_str(&self.ratio_table());
+        }
         for c in &self.cases {
-            if let (Some(p), [a, b, ..]) = (&c.paired_cpu_ratio, &c.servers[..]) {
-                let _ = writeln!(
-                    t,
-                    "{}: {who} CPU µs/msg {}/{} paired by round: median {:.2}, range {:.2}–{:.2} ({} rounds)",
-                    c.label, a.server, b.server, p.median, p.min, p.max, p.n
-                );
+            for s in &c.servers {
+                let failed: Vec<u64> = s
+                    .rounds
+                    .iter()
+                    .map(|r| r.errors)
+                    .filter(|&e| e > 0)
+                    .collect();
+                if let Some(max) = failed.iter().max() {
+                    let _ = writeln!(
+                        t,
+                        "{} {}: {} of {} runs had failed connections (up to {max}); \
+                         they ran with fewer connections",
+                        c.label,
+                        s.server,
+                        failed.len(),
+                        s.rounds.len()
+                    );
+                }
             }
         }
         let rounds: Vec<f64> = self
@@ -355,6 +431,70 @@ impl Results {
             );
         }
         t
+    }
+
+    /// Per case and figure, the first server's value over the second's,
+    /// paired round by round: median and range.
+    pub fn ratio_table(&self) -> String {
+        let mut t = String::new();
+        let Some([a, b, ..]) = self.cases.first().map(|c| &c.servers[..]) else {
+            return t;
+        };
+        let (a, b) = (&a.server, &b.server);
+        let who = &self.measured;
+        let _ = writeln!(
+            t,
+            "\n{a}/{b} per case, paired by round (each {a} run over the {b} run beside it): \
+             median and range; below 1.00 {a} needs less\n\
+             | case | figure | {a} | {b} | {a}/{b} | range | rounds |\n\
+             |---|---|--:|--:|--:|--:|--:|"
+        );
+        for c in &self.cases {
+            for (figure, pick, spread) in c.ratios() {
+                let (Some(p), [x, y, ..]) = (spread, &c.servers[..]) else {
+                    continue;
+                };
+                let figure = if figure.starts_with("p99") || figure.starts_with("sys") {
+                    figure.to_string()
+                } else {
+                    format!("{who} {figure}")
+                };
+                let v = |m: &Median| pick(m).map_or("-".to_string(), figure_text);
+                let _ = writeln!(
+                    t,
+                    "| {} | {figure} | {} | {} | **{:.2}** | {:.2}–{:.2} | {} |",
+                    c.label,
+                    v(&x.median),
+                    v(&y.median),
+                    p.median,
+                    p.min,
+                    p.max,
+                    p.n
+                );
+            }
+        }
+        t
+    }
+}
+
+impl CaseResult {
+    /// The paired ratios this case has: (figure, how to read it from a
+    /// median, the spread).
+    #[allow(clippy::type_complexity)]
+    pub fn ratios(&self) -> Vec<(&str, fn(&Median) -> Option<f64>, Option<Spread>)> {
+        vec![
+            (
+                self.figure.as_str(),
+                (|m| Some(m.value)) as fn(&Median) -> Option<f64>,
+                self.paired_ratio,
+            ),
+            ("p99 µs", |m| Some(m.p99_us), self.paired_p99_ratio),
+            (
+                "syscalls/msg",
+                |m| m.syscalls_per_msg,
+                self.paired_syscalls_ratio,
+            ),
+        ]
     }
 }
 
@@ -380,6 +520,7 @@ mod tests {
             cpu_us_per_msg,
             ctx_switches_per_msg: 0.0,
             syscalls_per_msg: None,
+            rss_kib_per_conn: None,
             msgs: 1,
             errors: 0,
             window_s: 1.0,
@@ -393,7 +534,7 @@ mod tests {
         // echoed nothing gives none.
         let a = [round(1.0), round(4.0), round(0.0)];
         let b = [round(2.0), round(4.0), round(3.0)];
-        let r = paired_ratios(&a, &b);
+        let r = paired_ratios(&a, &b, |r| Some(r.cpu_us_per_msg));
         assert_eq!(r, vec![0.5, 1.0]);
         let s = Spread::of(r).unwrap();
         assert_eq!((s.median, s.min, s.max, s.n), (0.75, 0.5, 1.0, 2));
