@@ -21,6 +21,7 @@ both_backends!(
     recv_from_pooled_waits_while_idle_and_cancel_ends_it,
     recv_from_cancelled_returns_the_buffer,
     udp_echo_round_trips_many_datagrams,
+    recv_from_pooled_with_pool_buffers_too_small_fails,
 );
 
 /// A UDP socket bound on loopback (`v6`: `[::1]`), with bounded blocking
@@ -272,4 +273,26 @@ fn udp_echo_round_trips_many_datagrams(kind: BackendKind) {
         port.cancel(recv).unwrap();
         assert!(next(&port).is_cancelled());
     }
+}
+
+/// Pool buffers too small to hold a datagram's header and address: the
+/// pooled receive fails at once (on epoll it used to be reposted forever
+/// as "out of buffers").
+fn recv_from_pooled_with_pool_buffers_too_small_fails(kind: BackendKind) {
+    let Ok(port) = CompletionPort::builder()
+        .backend(kind)
+        .pool_buffer_size(128)
+        .build()
+    else {
+        eprintln!("SKIPPED: {kind} unavailable here");
+        return;
+    };
+    let (server, client) = (udp(false), udp(false));
+    let to = server.local_addr().unwrap();
+    let h = port.associate(server, 1).unwrap();
+    client.send_to(b"x", to).unwrap();
+    port.submit(op::RecvFromPooled::new(&h)).unwrap();
+    let c = next(&port);
+    assert!(!c.more());
+    assert_eq!(c.error_code(), Some(libc::EMSGSIZE), "{c:?}");
 }

@@ -138,7 +138,8 @@ impl Op for RecvFromOp {
 /// [`CompletionPort::recycle`](crate::CompletionPort::recycle)). A
 /// datagram longer than a pool buffer's room (the buffer size less 144
 /// bytes of header and address) completes with `EMSGSIZE` and the part that
-/// fitted, and the receive goes on. It ends with one final completion: an
+/// fitted, and the receive goes on (with pool buffers of 144 bytes or
+/// less it fails at once with `EMSGSIZE`). It ends with one final completion: an
 /// error, or cancelled. On io_uring this is a multishot `recvmsg` into the
 /// provided-buffer ring: an idle socket holds no buffer, and a burst of
 /// datagrams costs no submission.
@@ -211,6 +212,10 @@ impl Op for RecvFromPooledOp {
     }
     fn lower(&mut self, cx: &LowerCx) -> Result<Entry, i32> {
         let target = cx.target.ok_or_else(no_fd)?;
+        if cx.recv_len as usize <= msg::PAYLOAD_AT {
+            // Pool buffers too small for a header, an address and a byte.
+            return Err(-libc::EMSGSIZE);
+        }
         let hdr = self.msg.prepare([]);
         Ok(on_target!(target, fd => opcode::RecvMsgMulti::new(fd, hdr, cx.dgram_group).build()))
     }

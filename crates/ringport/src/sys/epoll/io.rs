@@ -145,8 +145,10 @@ pub(crate) fn recv_datagram_pooled(fd: RawFd, pool: &BufPool) -> Attempt {
     let mut buf = pool.take();
     let cap = buf.capacity();
     if cap <= msg::PAYLOAD_AT {
+        // No room for a datagram after its header and address: a final
+        // error (out of buffers would be retried forever).
         pool.put(buf);
-        return Attempt::Done(-libc::ENOBUFS);
+        return Attempt::Done(-libc::EMSGSIZE);
     }
     buf.resize(msg::PAYLOAD_AT, 0);
     let base = buf.as_mut_ptr();
