@@ -111,10 +111,12 @@ impl Handler for Porting {
         self.notes.note(Note::Timer(conn.id(), timer));
         if Some(timer) == client.periodic {
             client.ticks += 1;
-            conn.send(b"t".as_slice()).unwrap();
             if client.ticks == 3 {
+                // Before the third `t` leaves: a client that read it knows
+                // the timer is cancelled.
                 assert!(conn.cancel_timer(timer));
             }
+            conn.send(b"t".as_slice()).unwrap();
         } else {
             conn.send(b"L".as_slice()).unwrap();
         }
@@ -205,14 +207,20 @@ fn connection_timers_fire_repeat_and_cancel(kind: BackendKind) {
     assert_eq!(read_n(&mut c, 1), b"L");
     c.write_all(b"tick").unwrap();
     assert_eq!(read_n(&mut c, 3), b"ttt");
-    // Cancelled after its third tick: a fourth never comes, whatever was
-    // in flight. A ping answered after the cancel shows it.
+    // Cancelled at its third tick: a fourth never comes, whatever was in
+    // flight. A server timer five periods later is what comes next.
+    server
+        .connections()
+        .set_timer(Duration::from_millis(50))
+        .unwrap();
+    assert_eq!(read_n(&mut c, 1), b"S", "a tick after the cancel");
     c.write_all(b"ping").unwrap();
     assert_eq!(read_n(&mut c, 4), b"pong");
     c.shutdown(Shutdown::Write).unwrap();
     loop {
         match recv(&rx) {
             Note::Timer(i, _) => assert_eq!(i, id),
+            Note::ServerTimer(_) => {}
             Note::Ended(i, _, ticks, reason) => {
                 assert_eq!((i, ticks, reason), (id, 3, "peer-closed"));
                 break;
