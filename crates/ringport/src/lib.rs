@@ -121,6 +121,15 @@ pub fn local_addr(handle: &Handle) -> std::io::Result<std::net::SocketAddr> {
 /// The peer IP address of an associated, connected socket (`getpeername`);
 /// for any family see [`Handle::peer_address`].
 ///
+/// ```
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+/// let port = ringport::CompletionPort::new(0)?;
+/// let c = port.associate(client, 0)?;
+/// assert_eq!(ringport::peer_addr(&c)?, listener.local_addr()?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
 /// # Errors
 /// When the socket is not connected or not an IP socket.
 pub fn peer_addr(handle: &Handle) -> std::io::Result<std::net::SocketAddr> {
