@@ -294,28 +294,18 @@ impl Engine {
 
     /// Stops every op of a handle and refuses new ones.
     pub(crate) fn cancel_handle(&self, h: &HandleInner) {
-        let (waiting, started) = {
+        let waiting: Vec<OpId> = {
             let mut st = h.state.lock();
             h.closed.store(true, Ordering::Release);
-            let waiting: Vec<OpId> = st
-                .lanes
+            st.lanes
                 .iter_mut()
                 .flat_map(|q| q.waiting.drain(..))
-                .collect();
-            // `closed` is set under the same lock that `submit_open` counts
-            // an op under, so no op can start after this count.
-            let started = st.ops - waiting.len();
-            (waiting, started)
+                .collect()
         };
         for id in waiting {
             self.end_unstarted(id, false);
         }
-        // Nothing of the handle's is with the kernel (the common case when
-        // a connection ends at its peer's close): no cancel request, which
-        // cost a tenth of the server's CPU under connection churn.
-        if started > 0 {
-            self.driver.cancel_fd(self, h.fd.as_raw_fd());
-        }
+        self.driver.cancel_fd(self, h.fd.as_raw_fd());
     }
 
     // ---- completing ----------------------------------------------------
