@@ -29,7 +29,9 @@ use crate::BackendKind;
 ///
 /// struct Echo;
 /// impl Handler for Echo {
-///     fn on_data(&self, conn: &Connection, data: Vec<u8>) {
+///     type State = ();
+///     fn on_connect(&self, _: &Connection, _: Option<Vec<u8>>) {}
+///     fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
 ///         let _ = conn.send(data);
 ///     }
 /// }
