@@ -118,7 +118,7 @@ pub struct Completion {
     pub(crate) buf: Option<Buf>,
     pub(crate) accepted: Option<Box<Accepted>>,
     /// Where a datagram came from.
-    pub(crate) addr: Option<Address>,
+    pub(crate) addr: Option<Box<Address>>,
     pub(crate) more: bool,
     pub(crate) seq: u64,
     /// The handle's record (weak: a completion does not keep the descriptor
@@ -178,7 +178,7 @@ impl Completion {
             result: out.result,
             buf: out.buf,
             accepted: out.accepted,
-            addr: out.addr,
+            addr: out.addr.map(Box::new),
             more,
             seq,
         }
@@ -303,7 +303,7 @@ impl Completion {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn address(&self) -> Option<&Address> {
-        self.addr.as_ref()
+        self.addr.as_deref()
     }
 
     /// Takes the accepted connection out of an accept's completion; the
@@ -353,7 +353,7 @@ impl Completion {
             (Shape::Connected, _) => Outcome::Connected,
             (Shape::Received, _) => Outcome::Received(n, buffer(buf)),
             (Shape::ReceivedFrom, _) => {
-                let from = self.addr.take().unwrap_or(Address::Unnamed);
+                let from = self.addr.take().map_or(Address::Unnamed, |a| *a);
                 Outcome::ReceivedFrom(n, buffer(buf), from)
             }
             (Shape::Sent, _) => Outcome::Sent(n, buffer(buf)),
