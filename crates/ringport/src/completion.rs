@@ -7,10 +7,10 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use crate::addr::Address;
-use crate::handle::{Context, Handle, HandleInner};
+use crate::handle::{Handle, HandleInner, Origin};
 use crate::op::{OpKind, Out, Shape};
 use crate::sys::buf::{Buf, Buffer};
 use crate::sys::OpId;
@@ -116,15 +116,21 @@ pub struct Completion {
     /// Bytes transferred (or the packet value), or a positive errno.
     pub(crate) result: Result<usize, i32>,
     pub(crate) buf: Option<Buf>,
-    pub(crate) accepted: Option<Box<Accepted>>,
-    /// Where a datagram came from.
-    pub(crate) addr: Option<Box<Address>>,
+    /// What few completions have: an accepted connection, a datagram's
+    /// sender (boxed: every completion is moved through the ready queue,
+    /// and its size is paid on each move).
+    pub(crate) extra: Option<Box<Extra>>,
     pub(crate) more: bool,
     pub(crate) seq: u64,
-    /// The handle's record (weak: a completion does not keep the descriptor
-    /// open) and its context.
-    pub(crate) handle: Option<Weak<HandleInner>>,
-    pub(crate) context: Option<Context>,
+    /// The handle's way back and its context.
+    pub(crate) origin: Option<Arc<Origin>>,
+}
+
+/// The rarer parts of a completion.
+#[derive(Debug)]
+pub(crate) enum Extra {
+    Accepted(Accepted),
+    From(Address),
 }
 
 impl Completion {
@@ -137,12 +143,10 @@ impl Completion {
             id: OpId::NONE,
             result: Ok(value),
             buf: None,
-            accepted: None,
-            addr: None,
+            extra: None,
             more: false,
             seq: 0,
-            handle: None,
-            context: None,
+            origin: None,
         }
     }
 
@@ -150,8 +154,7 @@ impl Completion {
     pub(crate) fn close(handle: &Arc<HandleInner>, user: u64) -> Self {
         Completion {
             kind: OpKind::Close,
-            handle: Some(Arc::downgrade(handle)),
-            context: handle.context.clone(),
+            origin: Some(handle.origin.clone()),
             ..Completion::packet(handle.key, user, 0)
         }
     }
@@ -169,16 +172,18 @@ impl Completion {
         out: Out,
     ) -> Self {
         Completion {
-            handle: handle.map(Arc::downgrade),
-            context: handle.and_then(|h| h.context.clone()),
+            origin: handle.map(|h| h.origin.clone()),
             key,
             user,
             kind,
             id,
             result: out.result,
             buf: out.buf,
-            accepted: out.accepted,
-            addr: out.addr.map(Box::new),
+            extra: match (out.accepted, out.addr) {
+                (Some(acc), _) => Some(Box::new(Extra::Accepted(*acc))),
+                (None, Some(from)) => Some(Box::new(Extra::From(from))),
+                (None, None) => None,
+            },
             more,
             seq,
         }
@@ -303,7 +308,21 @@ impl Completion {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn address(&self) -> Option<&Address> {
-        self.addr.as_deref()
+        match self.extra.as_deref()? {
+            Extra::From(from) => Some(from),
+            Extra::Accepted(_) => None,
+        }
+    }
+
+    /// Takes the accepted connection out, if there is one.
+    fn take_accepted_inner(&mut self) -> Option<Accepted> {
+        match self.extra.take().map(|e| *e) {
+            Some(Extra::Accepted(acc)) => Some(acc),
+            other => {
+                self.extra = other.map(Box::new);
+                None
+            }
+        }
     }
 
     /// Takes the accepted connection out of an accept's completion; the
@@ -311,7 +330,7 @@ impl Completion {
     /// it was taken already.
     pub fn take_accepted(&mut self) -> io::Result<Accepted> {
         self.result()?;
-        self.accepted.take().map(|a| *a).ok_or_else(|| {
+        self.take_accepted_inner().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("no accepted connection in this {} completion", self.kind),
@@ -323,14 +342,14 @@ impl Completion {
     /// ([`CompletionPort::associate_with`](crate::CompletionPort::associate_with)),
     /// if it has one of type `T`: the per-handle data, without a lookup.
     pub fn context<T: Any>(&self) -> Option<&T> {
-        self.context.as_ref()?.downcast_ref()
+        self.origin.as_ref()?.context.as_ref()?.downcast_ref()
     }
 
     /// The handle the operation was posted on, to post the next operation
     /// on it without looking it up; `None` for packets and timers, and once
     /// the application has no `Handle` of it any more (dropped or closed).
     pub fn handle(&self) -> Option<Handle> {
-        Handle::revive(self.handle.as_ref()?)
+        Handle::revive(&self.origin.as_ref()?.handle)
     }
 
     /// What happened, by kind: the completion's result, buffer and accepted
@@ -342,7 +361,7 @@ impl Completion {
             Ok(n) => n,
             Err(e) => return Outcome::Failed(io::Error::from_raw_os_error(e), buf),
         };
-        let accepted = self.accepted.take().map(|a| *a);
+        let accepted = self.take_accepted_inner();
         let buffer = |buf: Option<Buffer>| buf.unwrap_or_else(|| Buffer(Buf::Vec(Vec::new())));
         match (self.kind.shape(), accepted) {
             (Shape::Packet, _) => Outcome::Packet(n),
@@ -353,7 +372,10 @@ impl Completion {
             (Shape::Connected, _) => Outcome::Connected,
             (Shape::Received, _) => Outcome::Received(n, buffer(buf)),
             (Shape::ReceivedFrom, _) => {
-                let from = self.addr.take().map_or(Address::Unnamed, |a| *a);
+                let from = match self.extra.take().map(|e| *e) {
+                    Some(Extra::From(from)) => from,
+                    _ => Address::Unnamed,
+                };
                 Outcome::ReceivedFrom(n, buffer(buf), from)
             }
             (Shape::Sent, _) => Outcome::Sent(n, buffer(buf)),
@@ -383,7 +405,7 @@ impl fmt::Debug for Completion {
             .field("id", &self.id)
             .field("result", &self.result())
             .field("buf_len", &self.buf.as_ref().map(Buf::len))
-            .field("accepted", &self.accepted)
+            .field("extra", &self.extra)
             .field("more", &self.more)
             .field("seq", &self.seq)
             .finish()
@@ -441,5 +463,20 @@ impl From<GetError> for io::Error {
             GetError::Closed => io::Error::new(io::ErrorKind::NotConnected, e),
             GetError::Io(e) => e,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Completion;
+
+    /// Every completion is moved through the ready queue (post, pop, the
+    /// caller's vector): its size is paid on each move. The common fields
+    /// are inline; the rare ones (accepted connection, datagram sender)
+    /// are boxed, the handle's way back and its context share one pointer.
+    #[test]
+    fn a_completion_stays_small() {
+        let size = std::mem::size_of::<Completion>();
+        assert!(size <= 96, "Completion is {size} bytes");
     }
 }
