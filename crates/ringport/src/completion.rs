@@ -113,8 +113,11 @@ pub struct Completion {
     pub(crate) user: u64,
     pub(crate) kind: OpKind,
     pub(crate) id: OpId,
-    /// Bytes transferred (or the packet value), or a positive errno.
-    pub(crate) result: Result<usize, i32>,
+    /// Bytes transferred (or the packet value), when `errno` is 0.
+    pub(crate) value: usize,
+    /// The positive errno of a failed operation; 0 for success (a result
+    /// as two fields, not a `Result`, keeps a completion at 88 bytes).
+    pub(crate) errno: i32,
     pub(crate) buf: Option<Buf>,
     /// What few completions have: an accepted connection, a datagram's
     /// sender (boxed: every completion is moved through the ready queue,
@@ -141,7 +144,8 @@ impl Completion {
             user,
             kind: OpKind::Packet,
             id: OpId::NONE,
-            result: Ok(value),
+            value,
+            errno: 0,
             buf: None,
             extra: None,
             more: false,
@@ -177,7 +181,8 @@ impl Completion {
             user,
             kind,
             id,
-            result: out.result,
+            value: out.result.unwrap_or(0),
+            errno: out.result.err().unwrap_or(0),
             buf: out.buf,
             extra: match (out.accepted, out.addr) {
                 (Some(acc), _) => Some(Box::new(Extra::Accepted(*acc))),
@@ -217,18 +222,26 @@ impl Completion {
     /// connect it is 0 on success (or the number of first bytes received by
     /// an accept with first data).
     pub fn result(&self) -> io::Result<usize> {
-        self.result.map_err(io::Error::from_raw_os_error)
+        self.res().map_err(io::Error::from_raw_os_error)
     }
 
     /// The OS error code, if the operation failed.
     pub fn error_code(&self) -> Option<i32> {
-        self.result.err()
+        (self.errno != 0).then_some(self.errno)
+    }
+
+    /// The result as the kernel gave it: bytes, or a positive errno.
+    fn res(&self) -> Result<usize, i32> {
+        match self.errno {
+            0 => Ok(self.value),
+            e => Err(e),
+        }
     }
 
     /// Whether the operation was cancelled (by `cancel`, by closing its
     /// handle or by shutdown) before it could finish.
     pub fn is_cancelled(&self) -> bool {
-        self.result == Err(libc::ECANCELED)
+        self.errno == libc::ECANCELED
     }
 
     /// Whether the port keeps this operation posted (pooled receives,
@@ -357,7 +370,7 @@ impl Completion {
     /// completion; key, user value, context and handle stay).
     pub fn take_outcome(&mut self) -> Outcome {
         let buf = self.buf.take().map(Buffer);
-        let n = match self.result {
+        let n = match self.res() {
             Ok(n) => n,
             Err(e) => return Outcome::Failed(io::Error::from_raw_os_error(e), buf),
         };
@@ -477,6 +490,6 @@ mod tests {
     #[test]
     fn a_completion_stays_small() {
         let size = std::mem::size_of::<Completion>();
-        assert!(size <= 96, "Completion is {size} bytes");
+        assert!(size <= 88, "Completion is {size} bytes");
     }
 }

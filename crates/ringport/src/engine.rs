@@ -629,7 +629,9 @@ mod tests {
             port.submit(op::Accept::new(&h)).expect("accept");
             drop(h);
             assert_eq!(sent(), before + 1, "{kind}: handle with an accept");
-            let c = port.get(Some(std::time::Duration::from_secs(10))).expect("get");
+            let c = port
+                .get(Some(std::time::Duration::from_secs(10)))
+                .expect("get");
             assert!(c.is_cancelled(), "{kind}: {c:?}");
         }
     }
