@@ -42,10 +42,11 @@ pub(crate) fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<(Socket, So
 /// Binds and listens on a Unix stream socket at `path`, replacing a stale
 /// socket file (see the module docs).
 pub(crate) fn bind_unix(path: &Path, backlog: i32) -> io::Result<(Socket, SocketFile)> {
-    let addr = SockAddr::unix(path)?;
+    let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let addr = SockAddr::unix(path).map_err(with_path)?;
     clear_stale(path)?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    socket.bind(&addr)?;
+    socket.bind(&addr).map_err(with_path)?;
     // Removed again (dropped) should listening fail.
     let file = SocketFile::of(path)?;
     socket.listen(backlog)?;
