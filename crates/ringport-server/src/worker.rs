@@ -224,6 +224,13 @@ fn handle_own(sh: &Shared, mut c: Completion) -> bool {
                 d.on_recv(&mut c);
             }
         }
+        Some(Tag::DatagramStart) => {
+            if let Some(d) = sh.datagrams.as_ref().filter(|_| !env.is_stopping()) {
+                if let Err(e) = d.post() {
+                    tracing::error!("posting the datagram receive failed: {e}");
+                }
+            }
+        }
         Some(Tag::DatagramSent(mem)) => {
             if let Some(d) = &sh.datagrams {
                 d.on_sent(&mut c, mem);
