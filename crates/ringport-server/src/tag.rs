@@ -37,6 +37,9 @@ pub(crate) enum Tag {
     /// A packet asking a worker to post the datagram socket's first
     /// receive.
     DatagramStart,
+    /// A packet asking a worker to post the first accepts of the listener
+    /// of this number.
+    AcceptStart(u64),
     /// A reply send on the datagram socket, with the memory it counts for.
     DatagramSent(u64),
 }
@@ -62,6 +65,7 @@ impl Tag {
             Tag::Datagram => (12, 0),
             Tag::DatagramSent(n) => (13, n),
             Tag::DatagramStart => (14, 0),
+            Tag::AcceptStart(n) => (15, n),
         };
         debug_assert!(number < 1 << (64 - KIND_BITS), "tag number out of range");
         kind | (number << KIND_BITS)
@@ -86,6 +90,7 @@ impl Tag {
             12 => Tag::Datagram,
             13 => Tag::DatagramSent(number),
             14 => Tag::DatagramStart,
+            15 => Tag::AcceptStart(number),
             _ => return None,
         })
     }
@@ -114,6 +119,7 @@ mod tests {
             Tag::Datagram,
             Tag::DatagramSent(65_536),
             Tag::DatagramStart,
+            Tag::AcceptStart(1),
         ];
         for t in tags {
             assert_eq!(Tag::of(t.user()), Some(t), "{t:?}");
@@ -124,6 +130,6 @@ mod tests {
     fn a_value_the_server_never_posts_is_no_tag() {
         assert_eq!(Tag::of(0), None);
         assert_eq!(Tag::of(0xff), None);
-        assert_eq!(Tag::of(15), None);
+        assert_eq!(Tag::of(16), None);
     }
 }

@@ -214,6 +214,11 @@ fn handle_own(sh: &Shared, mut c: Completion) -> bool {
                 a.on_accept(env, &mut c);
             }
         }
+        Some(Tag::AcceptStart(n)) => {
+            if let Some(a) = sh.acceptors.get(n as usize) {
+                a.post_first(env);
+            }
+        }
         Some(Tag::AcceptRetry(n)) => {
             if let Some(a) = sh.acceptors.get(n as usize) {
                 a.on_retry_timer(env, &c);
