@@ -4,14 +4,17 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use ringport::BackendKind;
-use ringport_server::{Connection, DisconnectReason, Handler, Server, ServerBuilder};
+use ringport::{Address, BackendKind};
+use ringport_server::{
+    Connection, DatagramHandler, DatagramSocket, DisconnectReason, Handler, Server, ServerBuilder,
+};
 
 use crate::observe::{ObserveArgs, Observers};
 use crate::recent::RecentMessages;
@@ -20,6 +23,7 @@ use crate::recent::RecentMessages;
 ///
 /// ```text
 /// ringport echo --bind 127.0.0.1 --port 5150 --workers 8 --idle-timeout 30s
+/// ringport echo --port 0 --udp --unix /tmp/echo.sock
 /// ```
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -55,6 +59,14 @@ pub struct ServerArgs {
     /// Close connections idle for this long (e.g. 30s, 500ms, 2m).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub idle_timeout: Option<Duration>,
+    /// Also serve UDP, on the same port number as TCP (with --port 0: the
+    /// port TCP got).
+    #[arg(long)]
+    pub udp: bool,
+    /// Also listen on a Unix stream socket at PATH, served like TCP (the
+    /// file is removed at stop; a stale one from a dead run is replaced).
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
     /// Stop reading a client whose unsent data exceeds this many bytes.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     pub send_queue_limit: usize,
@@ -99,6 +111,9 @@ impl ServerArgs {
         if let Some(k) = self.backend {
             b = b.backend(k);
         }
+        if let Some(path) = &self.unix {
+            b = b.listen_unix(path);
+        }
         b
     }
 }
@@ -125,7 +140,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Starts `handler` with `builder` and serves until Ctrl-C or SIGTERM, then
 /// stops and prints the final stats. The first line on stdout is
-/// `listening on ADDR (backend: NAME)`. A port already taken or an address
+/// `listening on ADDR (backend: NAME)`, then one line per extra listener:
+/// `listening on udp ADDR`, `listening on unix PATH`. A port already taken
+/// or an address
 /// that cannot be bound is reported on stderr with exit code 2, and so is a
 /// stats socket or metrics address that cannot be used. `observe` starts
 /// the stats socket and metrics endpoint (`recent`: `ringport log`'s
@@ -167,6 +184,12 @@ pub fn serve<H: Handler>(
             server.local_addr(),
             server.backend()
         )?;
+        if let Some(udp) = server.udp_addr() {
+            writeln!(out, "listening on udp {udp}")?;
+        }
+        if let Some(path) = server.unix_path() {
+            writeln!(out, "listening on unix {}", path.display())?;
+        }
         out.flush()?;
     }
     // Wait for Ctrl-C / SIGTERM (the handler lives as long as the process).
@@ -191,6 +214,24 @@ fn is_address_problem(e: &std::io::Error) -> bool {
     ) || e.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
+/// The datagram echo: every datagram back to its sender (dropped and
+/// counted when too many replies are in flight).
+struct UdpEcho;
+
+impl DatagramHandler for UdpEcho {
+    type State = ();
+
+    fn on_start(&self, socket: &DatagramSocket) {
+        tracing::debug!("udp echo on {}", socket.local_addr());
+    }
+
+    fn on_datagram(&self, socket: &DatagramSocket, _: &(), from: &Address, data: Vec<u8>) {
+        if let Err(e) = socket.send_to(data, from) {
+            tracing::debug!(peer = %from, "udp echo: {e}");
+        }
+    }
+}
+
 /// The echo handler: every byte back, in order; connects and disconnects
 /// logged at info level.
 struct Echo;
@@ -199,7 +240,7 @@ impl Handler for Echo {
     type State = ();
 
     fn on_connect(&self, conn: &Connection, first: Option<Vec<u8>>) {
-        tracing::info!(id = %conn.id(), peer = %conn.peer_addr(), "connected");
+        tracing::info!(id = %conn.id(), peer = %conn.peer_address(), "connected");
         if let Some(data) = first.filter(|d| !d.is_empty()) {
             self.on_data(conn, &mut (), data);
         }
@@ -212,14 +253,17 @@ impl Handler for Echo {
     }
 
     fn on_disconnect(&self, conn: &Connection, _: (), reason: &DisconnectReason) {
-        tracing::info!(id = %conn.id(), peer = %conn.peer_addr(), %reason, "disconnected");
+        tracing::info!(id = %conn.id(), peer = %conn.peer_address(), %reason, "disconnected");
     }
 }
 
 /// Runs the subcommand; returns the process exit code.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let addr = SocketAddr::new(args.server.bind, args.port);
-    let builder = args.server.builder(args.port);
+    let mut builder = args.server.builder(args.port);
+    if args.server.udp {
+        builder = builder.udp(UdpEcho);
+    }
     serve("echo", addr, builder, Echo, &args.server.observe, None)
 }
 

@@ -1,6 +1,7 @@
 //! `ringport log`: the server of seeds 000 and 004 that shows every message
 //! it receives (port 5050): one line per message on stdout, with a UTC
-//! timestamp and the client's address, non-printable bytes escaped.
+//! timestamp and the client's address, non-printable bytes escaped; with
+//! `--udp`, every datagram too, with its sender's address.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -8,7 +9,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ringport_server::{Connection, DisconnectReason, Handler};
+use ringport::Address;
+use ringport_server::{Connection, DatagramHandler, DatagramSocket, DisconnectReason, Handler};
 
 use crate::echo::{serve, ServerArgs};
 use crate::recent::RecentMessages;
@@ -16,7 +18,7 @@ use crate::recent::RecentMessages;
 /// Flags of `ringport log`.
 ///
 /// ```text
-/// ringport log --bind 127.0.0.1 --port 5050
+/// ringport log --bind 127.0.0.1 --port 5050 --udp
 /// ```
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,36 +29,60 @@ pub struct Args {
     pub port: u16,
 }
 
-/// Prints each received message as `TIMESTAMP PEER MESSAGE`, and keeps
-/// the latest for the stats socket when there is one.
+/// Prints each received message (a chunk of a connection's bytes, or a
+/// datagram) as `TIMESTAMP PEER MESSAGE`, and keeps the latest for the
+/// stats socket when there is one.
 struct MessageLog {
     recent: Option<Arc<RecentMessages>>,
+}
+
+impl MessageLog {
+    /// Prints one message from `peer`, `note` after it.
+    fn print(&self, peer: &Address, data: &[u8], note: &str) {
+        let (time, text) = (rfc3339_utc(SystemTime::now()), escape(data));
+        let line = format!("{time} {peer} {text}{note}\n");
+        {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        }
+        if let Some(recent) = &self.recent {
+            recent.push(time, peer.to_string(), text);
+        }
+    }
+}
+
+/// Datagrams are printed as connections' messages are; a truncated one
+/// with what fitted and ` (truncated)` after it.
+impl DatagramHandler for MessageLog {
+    type State = ();
+
+    fn on_start(&self, _: &DatagramSocket) {}
+
+    fn on_datagram(&self, _: &DatagramSocket, _: &(), from: &Address, data: Vec<u8>) {
+        self.print(from, &data, "");
+    }
+
+    fn on_truncated(&self, _: &DatagramSocket, _: &(), from: &Address, part: Vec<u8>) {
+        self.print(from, &part, " (truncated)");
+    }
 }
 
 impl Handler for MessageLog {
     type State = ();
 
     fn on_connect(&self, conn: &Connection, first: Option<Vec<u8>>) {
-        tracing::info!(id = %conn.id(), peer = %conn.peer_addr(), "connected");
+        tracing::info!(id = %conn.id(), peer = %conn.peer_address(), "connected");
         if let Some(data) = first.filter(|d| !d.is_empty()) {
             self.on_data(conn, &mut (), data);
         }
     }
 
     fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
-        let (time, text) = (rfc3339_utc(SystemTime::now()), escape(&data));
-        let line = format!("{time} {} {text}\n", conn.peer_addr());
-        {
-            let mut out = std::io::stdout().lock();
-            let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
-        }
-        if let Some(recent) = &self.recent {
-            recent.push(time, conn.peer_addr().to_string(), text);
-        }
+        self.print(conn.peer_address(), &data, "");
     }
 
     fn on_disconnect(&self, conn: &Connection, _: (), reason: &DisconnectReason) {
-        tracing::info!(id = %conn.id(), peer = %conn.peer_addr(), %reason, "disconnected");
+        tracing::info!(id = %conn.id(), peer = %conn.peer_address(), %reason, "disconnected");
     }
 }
 
@@ -114,7 +140,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let handler = MessageLog {
         recent: recent.clone(),
     };
-    let builder = args.server.builder(args.port);
+    let mut builder = args.server.builder(args.port);
+    if args.server.udp {
+        builder = builder.udp(MessageLog {
+            recent: recent.clone(),
+        });
+    }
     serve("log", addr, builder, handler, &args.server.observe, recent)
 }
 

@@ -1,4 +1,4 @@
-//! The acceptor: keeps accepts posted on the listener (one multishot accept
+//! The acceptor: keeps accepts posted on a listener (one multishot accept
 //! on io_uring, otherwise a number of single ones replenished as they
 //! complete), sets accepted connections up, and backs off when the process
 //! is out of descriptors (`EMFILE`/`ENFILE`): a failed accept is parked and
@@ -17,6 +17,7 @@ use socket2::{SockRef, TcpKeepalive};
 use crate::conn::{Connection, ServerEnv};
 use crate::conn_state::CloseMode;
 use crate::id::SERVER_KEY;
+use crate::listener::ListenerKind;
 use crate::reason::DisconnectReason;
 use crate::stats::Counters;
 use crate::tag::Tag;
@@ -24,9 +25,12 @@ use crate::tag::Tag;
 const BACKOFF_START_MS: u64 = 10;
 const BACKOFF_MAX_MS: u64 = 500;
 
-/// The listener and the accept back-off state.
+/// A listener and its accept back-off state.
 pub(crate) struct Acceptor {
     listener: Mutex<Option<Handle>>,
+    /// The listener's number: its accepts' tags carry it.
+    index: u64,
+    kind: ListenerKind,
     /// Accepts that failed and wait for the retry timer.
     parked: AtomicUsize,
     retry_pending: AtomicBool,
@@ -34,9 +38,12 @@ pub(crate) struct Acceptor {
 }
 
 impl Acceptor {
-    pub(crate) fn new(listener: Handle) -> Self {
+    /// The acceptor of `listener`, the server's listener number `index`.
+    pub(crate) fn new(listener: Handle, index: u64, kind: ListenerKind) -> Self {
         Acceptor {
             listener: Mutex::new(Some(listener)),
+            index,
+            kind,
             parked: AtomicUsize::new(0),
             retry_pending: AtomicBool::new(false),
             backoff_ms: AtomicU64::new(BACKOFF_START_MS),
@@ -65,10 +72,22 @@ impl Acceptor {
         }
     }
 
-    /// Stops accepting: cancels the accepts and lets go of the listener.
+    /// The path of a Unix listener.
+    pub(crate) fn unix_path(&self) -> Option<&std::path::Path> {
+        match &self.kind {
+            ListenerKind::Unix(file) => Some(file.path()),
+            ListenerKind::Tcp => None,
+        }
+    }
+
+    /// Stops accepting: cancels the accepts, lets go of the listener and
+    /// removes a Unix listener's socket file.
     pub(crate) fn close(&self, env: &ServerEnv) {
         if let Some(listener) = self.listener.lock().take() {
             env.port.cancel_handle(&listener);
+            if let ListenerKind::Unix(file) = &self.kind {
+                file.remove();
+            }
         }
     }
 
@@ -81,7 +100,7 @@ impl Acceptor {
             let Some(l) = listener.as_ref() else {
                 return;
             };
-            let user = Tag::Accept.user();
+            let user = Tag::Accept(self.index).user();
             if multishot(env) {
                 env.port.submit(op::Accept::new(l).multishot().user(user))
             } else if env.config.first_data {
@@ -116,7 +135,7 @@ impl Acceptor {
         if let Err(e) = env.port.submit(
             op::Timeout::new(Duration::from_millis(ms))
                 .key(SERVER_KEY)
-                .user(Tag::AcceptRetry.user()),
+                .user(Tag::AcceptRetry(self.index).user()),
         ) {
             self.retry_pending.store(false, Ordering::SeqCst);
             tracing::debug!("accept retry timer: {e}");
@@ -153,7 +172,7 @@ impl Acceptor {
                 self.post(env);
             }
             if let Some(acc) = accepted {
-                open(env, acc, first);
+                open(env, acc, first, matches!(self.kind, ListenerKind::Tcp));
             }
             return;
         };
@@ -192,7 +211,8 @@ fn multishot(env: &ServerEnv) -> bool {
 
 /// Sets up an accepted connection; the calling worker drains it first, so
 /// `on_connect` comes before anything else.
-fn open(env: &Arc<ServerEnv>, acc: Accepted, first: Option<Vec<u8>>) {
+/// `tcp`: the TCP options of the settings apply.
+fn open(env: &Arc<ServerEnv>, acc: Accepted, first: Option<Vec<u8>>, tcp: bool) {
     if env.is_stopping() {
         return;
     }
@@ -202,16 +222,16 @@ fn open(env: &Arc<ServerEnv>, acc: Accepted, first: Option<Vec<u8>>) {
         return;
     }
     let sock = SockRef::from(&acc.socket);
-    if env.config.nodelay {
+    if tcp && env.config.nodelay {
         let _ = sock.set_tcp_nodelay(true);
     }
-    if let Some(idle) = env.config.keepalive {
+    if let Some(idle) = env.config.keepalive.filter(|_| tcp) {
         let _ = sock.set_keepalive(true);
         let _ = sock.set_tcp_keepalive(&TcpKeepalive::new().with_time(idle));
     }
     let conn = env
         .registry
-        .insert(|id| Connection::new(id, acc.local, acc.peer, env.clone(), first));
+        .insert(|id| Connection::new(id, acc.local_address, acc.peer_address, env.clone(), first));
     Counters::add(&env.counters.connections_total, 1);
     // The connection is the socket's context: its completions reach it
     // without a lookup.

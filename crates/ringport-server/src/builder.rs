@@ -3,6 +3,7 @@
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +13,11 @@ use socket2::{Domain, Socket, Type};
 
 use crate::acceptor::Acceptor;
 use crate::config::Config;
+use crate::datagram::{self, DatagramHandler, Datagrams, MakeCallbacks};
 use crate::env::Env;
 use crate::handler::{Handler, HandlerCallbacks};
-use crate::id::SERVER_KEY;
+use crate::id::{DATAGRAM_KEY, SERVER_KEY};
+use crate::listener::{self, ListenerKind};
 use crate::server::Server;
 use crate::shared::Shared;
 use crate::{sweep, worker};
@@ -51,10 +54,34 @@ use crate::{sweep, worker};
 /// assert_eq!(stats.connections, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerBuilder {
     cfg: Config,
+    /// A Unix stream listener's path.
+    unix: Option<PathBuf>,
+    udp: Option<Udp>,
 }
+
+/// The datagram socket asked for: its address (`None`: the TCP listener's
+/// IP and port number) and its handler.
+#[derive(Clone)]
+struct Udp {
+    addr: Option<SocketAddr>,
+    callbacks: MakeCallbacks,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("cfg", &self.cfg)
+            .field("unix", &self.unix)
+            .field("udp", &self.udp.as_ref().map(|u| u.addr))
+            .finish()
+    }
+}
+
+/// Tries of a TCP port and the same UDP port number, when any port will do.
+const SAME_PORT_TRIES: usize = 16;
 
 impl Default for ServerBuilder {
     fn default() -> Self {
@@ -78,7 +105,10 @@ impl Default for ServerBuilder {
                 first_data: false,
                 backend: None,
                 stop_deadline: Duration::from_secs(5),
+                datagram_send_limit: 1 << 20,
             },
+            unix: None,
+            udp: None,
         }
     }
 }
@@ -250,6 +280,125 @@ impl ServerBuilder {
         self
     }
 
+    /// Also listens on a Unix stream socket at `path`, served by the same
+    /// [`Handler`] as the TCP listener; the connections' addresses are
+    /// then [`Connection::local_address`](crate::Connection::local_address)
+    /// (the path) and [`Connection::peer_address`](crate::Connection::peer_address).
+    /// A stale socket file (nobody accepts on it: a dead earlier run) is
+    /// replaced; a live one, or a file that is not a socket, makes
+    /// [`start`](Self::start) fail with `AddrInUse`. The file is removed
+    /// when the server stops.
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use ringport_server::{Connection, Handler, Server};
+    ///
+    /// struct Echo;
+    /// impl Handler for Echo {
+    ///     type State = ();
+    ///     fn on_connect(&self, _: &Connection, _: Option<Vec<u8>>) {}
+    ///     fn on_data(&self, conn: &Connection, _: &mut (), data: Vec<u8>) {
+    ///         let _ = conn.send(data);
+    ///     }
+    /// }
+    /// let path = std::env::temp_dir().join(format!("ringport-doc-{}.sock", std::process::id()));
+    /// let server = Server::builder()
+    ///     .bind("127.0.0.1".parse()?)
+    ///     .listen_unix(&path)
+    ///     .start(Echo)?;
+    /// assert_eq!(server.unix_path(), Some(path.as_path()));
+    /// let mut client = std::os::unix::net::UnixStream::connect(&path)?;
+    /// client.write_all(b"ping")?;
+    /// let mut back = [0; 4];
+    /// client.read_exact(&mut back)?;
+    /// assert_eq!(&back, b"ping");
+    /// server.stop();
+    /// assert!(!path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn listen_unix(mut self, path: impl Into<PathBuf>) -> Self {
+        self.unix = Some(path.into());
+        self
+    }
+
+    /// Also serves UDP, on the TCP listener's IP address and port number
+    /// (with port 0, the port number the TCP listener got: should that
+    /// number be taken for UDP, both are bound again on another free port
+    /// a few times before [`start`](Self::start) gives up with
+    /// `AddrInUse`). Each datagram goes to `handler` with its sender's
+    /// address, on any worker (see [`DatagramHandler`]); the receive is
+    /// pooled (multishot on io_uring), so an idle socket holds no buffer.
+    /// Datagrams longer than the receive buffer size less 144 bytes are
+    /// reported as truncated ([`DatagramHandler::on_truncated`]).
+    ///
+    /// ```
+    /// use ringport::Address;
+    /// use ringport_server::{Connection, DatagramHandler, DatagramSocket, Handler, Server};
+    ///
+    /// struct Pong;
+    /// impl DatagramHandler for Pong {
+    ///     type State = ();
+    ///     fn on_start(&self, _: &DatagramSocket) {}
+    ///     fn on_datagram(&self, socket: &DatagramSocket, _: &(), from: &Address, _: Vec<u8>) {
+    ///         let _ = socket.send_to(b"pong".to_vec(), from);
+    ///     }
+    /// }
+    /// # struct Tcp;
+    /// # impl Handler for Tcp {
+    /// #     type State = ();
+    /// #     fn on_connect(&self, _: &Connection, _: Option<Vec<u8>>) {}
+    /// #     fn on_data(&self, _: &Connection, _: &mut (), _: Vec<u8>) {}
+    /// # }
+    /// let server = Server::builder().bind("127.0.0.1".parse()?).udp(Pong).start(Tcp)?;
+    /// assert_eq!(server.udp_addr(), Some(server.local_addr()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn udp<H: DatagramHandler>(mut self, handler: H) -> Self {
+        self.udp = Some(Udp {
+            addr: None,
+            callbacks: datagram::callbacks_of(handler),
+        });
+        self
+    }
+
+    /// As [`udp`](Self::udp), on an address of its own (port 0: any free
+    /// port).
+    ///
+    /// ```
+    /// use ringport::Address;
+    /// use ringport_server::{DatagramHandler, DatagramSocket, Server};
+    ///
+    /// struct Drop;
+    /// impl DatagramHandler for Drop {
+    ///     type State = ();
+    ///     fn on_start(&self, _: &DatagramSocket) {}
+    ///     fn on_datagram(&self, _: &DatagramSocket, _: &(), _: &Address, _: Vec<u8>) {}
+    /// }
+    /// let b = Server::builder().udp_at("[::1]:0".parse()?, Drop);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn udp_at<H: DatagramHandler>(mut self, addr: SocketAddr, handler: H) -> Self {
+        self.udp = Some(Udp {
+            addr: Some(addr),
+            callbacks: datagram::callbacks_of(handler),
+        });
+        self
+    }
+
+    /// Memory the datagram socket's reply sends in flight may hold (a
+    /// `Vec`'s capacity, the length of anything else); a reply over it is
+    /// dropped and counted in
+    /// [`Stats::datagrams_dropped`](crate::Stats::datagrams_dropped).
+    /// Default 1 MiB.
+    ///
+    /// ```
+    /// let b = ringport_server::Server::builder().datagram_send_limit(256 * 1024);
+    /// ```
+    pub fn datagram_send_limit(mut self, bytes: usize) -> Self {
+        self.cfg.datagram_send_limit = bytes.max(1);
+        self
+    }
+
     /// Creates the port and the listening socket, posts the accepts and
     /// starts the workers.
     ///
@@ -285,25 +434,50 @@ impl ServerBuilder {
         }
         let port = pb.build()?;
 
-        let socket = Socket::new(Domain::for_address(cfg.addr), Type::STREAM, None)?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&cfg.addr.into())?;
-        socket.listen(cfg.backlog)?;
-        let local_addr = socket
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP address"))?;
+        if self.udp.is_some() && cfg.recv_buffer <= DATAGRAM_HEADROOM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("serving UDP needs receive buffers over {DATAGRAM_HEADROOM} bytes"),
+            ));
+        }
+        let (socket, local_addr, udp_socket) = bind_tcp_and_udp(&cfg, self.udp.as_ref())?;
         let listener = port.associate(OwnedFd::from(socket), SERVER_KEY)?;
+        let mut listeners = vec![(listener, ListenerKind::Tcp)];
+        if let Some(path) = &self.unix {
+            let (socket, file) = listener::bind_unix(path, cfg.backlog)?;
+            let h = port.associate(OwnedFd::from(socket), SERVER_KEY)?;
+            listeners.push((h, ListenerKind::Unix(file)));
+        }
+        let udp_socket = match udp_socket {
+            Some((s, addr)) => Some((port.associate(OwnedFd::from(s), DATAGRAM_KEY)?, addr)),
+            None => None,
+        };
 
         let workers_n = cfg.workers;
         let env = Arc::new(Env::new(port, cfg, Box::new(HandlerCallbacks(handler))));
+        let datagrams = match (udp_socket, self.udp) {
+            (Some((h, addr)), Some(udp)) => {
+                Some(Datagrams::new(h, addr, env.clone(), (udp.callbacks)()))
+            }
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             env,
-            acceptor: Acceptor::new(listener),
+            acceptors: listeners
+                .into_iter()
+                .enumerate()
+                .map(|(i, (h, kind))| Acceptor::new(h, i as u64, kind))
+                .collect(),
+            datagrams,
             workers_alive: AtomicUsize::new(workers_n),
             workers_running: AtomicUsize::new(workers_n),
         });
-        shared.acceptor.start(&shared.env);
+        for a in &shared.acceptors {
+            a.start(&shared.env);
+        }
+        if let Some(d) = &shared.datagrams {
+            d.start()?;
+        }
         sweep::arm(&shared.env)?;
         let mut workers = Vec::with_capacity(workers_n);
         for i in 0..workers_n {
@@ -338,4 +512,52 @@ impl ServerBuilder {
             stopped: false,
         })
     }
+}
+
+/// What a pooled datagram receive keeps of each buffer for the header and
+/// the sender's address.
+const DATAGRAM_HEADROOM: usize = 144;
+
+/// A bound UDP socket and its address.
+type BoundUdp = (Socket, SocketAddr);
+
+/// Binds the TCP listener and, if asked for, the UDP socket: on the TCP
+/// listener's port number unless it has an address of its own; with port
+/// 0, tried again on another free port if that number is taken for UDP.
+fn bind_tcp_and_udp(
+    cfg: &Config,
+    udp: Option<&Udp>,
+) -> io::Result<(Socket, SocketAddr, Option<BoundUdp>)> {
+    let Some(udp) = udp else {
+        let (socket, local) = listener::bind_tcp(cfg.addr, cfg.backlog)?;
+        return Ok((socket, local, None));
+    };
+    if let Some(addr) = udp.addr {
+        let (socket, local) = listener::bind_tcp(cfg.addr, cfg.backlog)?;
+        return Ok((socket, local, Some(bind_udp(addr)?)));
+    }
+    let mut tries = 0;
+    loop {
+        let (socket, local) = listener::bind_tcp(cfg.addr, cfg.backlog)?;
+        match bind_udp(local) {
+            Ok(u) => return Ok((socket, local, Some(u))),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && cfg.addr.port() == 0 => {
+                tries += 1;
+                if tries == SAME_PORT_TRIES {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<BoundUdp> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, None)?;
+    socket.bind(&addr.into())?;
+    let local = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not an IP address"))?;
+    Ok((socket, local))
 }

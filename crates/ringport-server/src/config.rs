@@ -28,6 +28,7 @@ pub(crate) struct Config {
     pub first_data: bool,
     pub backend: Option<BackendKind>,
     pub stop_deadline: Duration,
+    pub datagram_send_limit: usize,
 }
 
 impl Config {

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
 use ringport::op;
-use ringport::{Blocking, Handle, IoBuf, OpId};
+use ringport::{Address, Blocking, Handle, IoBuf, OpId};
 
 use crate::activity::Activity;
 use crate::conn_meter::ConnMeter;
@@ -37,6 +37,10 @@ use crate::reorder::Stream;
 use crate::stats::Hot;
 use crate::tag::Tag;
 use crate::timer::TimerId;
+
+/// What [`Connection::local_addr`] and [`Connection::peer_addr`] say for an
+/// address that is not an IP one.
+const UNSPECIFIED: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 
 /// The server's shared state as a connection sees it.
 pub(crate) type ServerEnv = Env<Connection>;
@@ -64,8 +68,8 @@ pub(crate) fn run_pending() {
 pub(crate) struct Inner {
     id: ConnId,
     /// Known once the connection is established.
-    local: OnceLock<SocketAddr>,
-    peer: SocketAddr,
+    local: OnceLock<Address>,
+    peer: Address,
     env: Arc<ServerEnv>,
     /// For the deadline sweep.
     activity: Activity,
@@ -116,8 +120,8 @@ impl Connection {
     /// caller holds the right to drain it.
     pub(crate) fn new(
         id: ConnId,
-        local: SocketAddr,
-        peer: SocketAddr,
+        local: Address,
+        peer: Address,
         env: Arc<ServerEnv>,
         first_data: Option<Vec<u8>>,
     ) -> Connection {
@@ -128,10 +132,10 @@ impl Connection {
 
     /// An outbound connection to `peer`, before its connect is posted.
     pub(crate) fn outbound(id: ConnId, peer: SocketAddr, env: Arc<ServerEnv>) -> Connection {
-        Connection::with_state(id, peer, env, State::outbound(id))
+        Connection::with_state(id, Address::Ip(peer), env, State::outbound(id))
     }
 
-    fn with_state(id: ConnId, peer: SocketAddr, env: Arc<ServerEnv>, state: State) -> Connection {
+    fn with_state(id: ConnId, peer: Address, env: Arc<ServerEnv>, state: State) -> Connection {
         let now = env.now_ms();
         Connection {
             inner: Arc::new(Inner {
@@ -174,8 +178,9 @@ impl Connection {
         self.inner.id
     }
 
-    /// The server's address of this connection (0.0.0.0:0 for an outbound
-    /// connection not established yet).
+    /// The server's IP address of this connection (0.0.0.0:0 for an
+    /// outbound connection not established yet, and for a connection on a
+    /// Unix socket: see [`local_address`](Self::local_address)).
     ///
     /// ```
     /// # fn f(conn: &ringport_server::Connection) {
@@ -186,12 +191,13 @@ impl Connection {
         self.inner
             .local
             .get()
-            .copied()
-            .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
+            .and_then(Address::ip)
+            .unwrap_or(UNSPECIFIED)
     }
 
-    /// The peer's address (the client's, or the service an outbound
-    /// connection goes to).
+    /// The peer's IP address (the client's, or the service an outbound
+    /// connection goes to; 0.0.0.0:0 for a connection on a Unix socket: see
+    /// [`peer_address`](Self::peer_address)).
     ///
     /// ```
     /// # fn f(conn: &ringport_server::Connection) {
@@ -199,7 +205,38 @@ impl Connection {
     /// # }
     /// ```
     pub fn peer_addr(&self) -> SocketAddr {
-        self.inner.peer
+        self.inner.peer.ip().unwrap_or(UNSPECIFIED)
+    }
+
+    /// The server's address of this connection, of any family: an IP
+    /// address, or the path (or abstract name) of the Unix listener that
+    /// accepted it; [`Address::Unnamed`] for an outbound connection not
+    /// established yet.
+    ///
+    /// ```
+    /// use ringport::Address;
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// match conn.local_address() {
+    ///     Address::Path(p) => println!("reached us at {}", p.display()),
+    ///     other => println!("reached us on {other}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn local_address(&self) -> Address {
+        self.inner.local.get().cloned().unwrap_or(Address::Unnamed)
+    }
+
+    /// The peer's address, of any family: an IP address, or for a client
+    /// of a Unix listener most often [`Address::Unnamed`] (a client that
+    /// did not bind its socket).
+    ///
+    /// ```
+    /// # fn f(conn: &ringport_server::Connection) {
+    /// println!("client {}", conn.peer_address());
+    /// # }
+    /// ```
+    pub fn peer_address(&self) -> &Address {
+        &self.inner.peer
     }
 
     /// Bytes queued for sending and not yet sent.
@@ -486,7 +523,7 @@ impl Connection {
         f(&mut st, &self.inner.env);
         if self.inner.local.get().is_none() {
             if let Some(local) = st.handle.as_ref().and_then(local_addr_of) {
-                let _ = self.inner.local.set(local);
+                let _ = self.inner.local.set(Address::Ip(local));
             }
         }
         self.take_turn(&mut st)

@@ -44,5 +44,7 @@ impl fmt::Display for ConnId {
 /// packets; connection keys are all at least [`FIRST_CONN_KEY`] (see the
 /// registry).
 pub(crate) const SERVER_KEY: u64 = 0;
+/// The completion key of the datagram socket.
+pub(crate) const DATAGRAM_KEY: u64 = 1;
 /// The smallest connection key.
 pub(crate) const FIRST_CONN_KEY: u64 = 1 << 32;

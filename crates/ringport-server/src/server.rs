@@ -2,6 +2,7 @@
 //! and stop.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use ringport::BackendKind;
 
 use crate::connections::Connections;
+use crate::datagram::DatagramSocket;
 use crate::shared::Shared;
 use crate::stats::Stats;
 
@@ -51,6 +53,48 @@ impl Server {
     /// was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the datagram socket, when the server serves UDP
+    /// ([`ServerBuilder::udp`](crate::ServerBuilder::udp)).
+    ///
+    /// ```
+    /// # fn f(server: &ringport_server::Server) {
+    /// if let Some(udp) = server.udp_addr() {
+    ///     println!("listening on udp {udp}");
+    /// }
+    /// # }
+    /// ```
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.datagram_socket().map(DatagramSocket::local_addr)
+    }
+
+    /// The datagram socket, when the server serves UDP: to send datagrams
+    /// from outside the handler.
+    ///
+    /// ```
+    /// # fn f(server: &ringport_server::Server, peer: std::net::SocketAddr) {
+    /// if let Some(socket) = server.datagram_socket() {
+    ///     let _ = socket.send_to(b"announce".to_vec(), &peer.into());
+    /// }
+    /// # }
+    /// ```
+    pub fn datagram_socket(&self) -> Option<&DatagramSocket> {
+        self.shared.datagrams.as_ref().map(|d| d.socket())
+    }
+
+    /// The path of the Unix stream listener, when the server has one
+    /// ([`ServerBuilder::listen_unix`](crate::ServerBuilder::listen_unix)).
+    ///
+    /// ```
+    /// # fn f(server: &ringport_server::Server) {
+    /// if let Some(path) = server.unix_path() {
+    ///     println!("listening on unix {}", path.display());
+    /// }
+    /// # }
+    /// ```
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.shared.acceptors.iter().find_map(|a| a.unix_path())
     }
 
     /// The backend of the server's completion port.

@@ -1,16 +1,20 @@
 //! What the workers and the [`Server`](crate::Server) handle share: the
-//! connections' environment, the acceptor, and the count of workers.
+//! connections' environment, the acceptors, the datagram socket, and the
+//! count of workers.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::acceptor::Acceptor;
 use crate::conn::ServerEnv;
+use crate::datagram::Datagrams;
 
 /// State shared by the workers and the [`Server`](crate::Server) handle.
 pub(crate) struct Shared {
     pub env: Arc<ServerEnv>,
-    pub acceptor: Acceptor,
+    /// One per listener: the TCP one first, then a Unix one.
+    pub acceptors: Vec<Acceptor>,
+    pub datagrams: Option<Datagrams>,
     /// Workers that have not taken their exit packet yet.
     pub workers_alive: AtomicUsize,
     /// Workers still in their loop (for stop's wait).

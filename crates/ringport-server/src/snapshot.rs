@@ -226,7 +226,7 @@ impl Monitor {
     pub fn snapshot(&self, busiest: usize, order: SortBy) -> Snapshot {
         let env = &self.shared.env;
         let now_ms = env.now_ms();
-        let (backing_off, parked, next_delay_ms) = self.shared.acceptor.backoff();
+        let (backing_off, parked, next_delay_ms) = self.shared.acceptors[0].backoff();
         Snapshot {
             backend: env.port.backend(),
             uptime: Duration::from_millis(now_ms),

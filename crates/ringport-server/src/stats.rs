@@ -82,6 +82,13 @@ pub(crate) struct Counters {
     pub read_pauses: AtomicU64,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
+    pub datagrams_in: AtomicU64,
+    pub datagram_bytes_in: AtomicU64,
+    pub datagrams_out: AtomicU64,
+    pub datagram_bytes_out: AtomicU64,
+    pub datagrams_truncated: AtomicU64,
+    pub datagrams_dropped: AtomicU64,
+    pub datagram_errors: AtomicU64,
 }
 
 impl Counters {
@@ -105,6 +112,13 @@ impl Counters {
             read_pauses: z(),
             connects: z(),
             connect_failures: z(),
+            datagrams_in: z(),
+            datagram_bytes_in: z(),
+            datagrams_out: z(),
+            datagram_bytes_out: z(),
+            datagrams_truncated: z(),
+            datagrams_dropped: z(),
+            datagram_errors: z(),
         }
     }
 
@@ -178,6 +192,13 @@ impl Counters {
             read_pauses: get(&self.read_pauses),
             connects: get(&self.connects),
             connect_failures: get(&self.connect_failures),
+            datagrams_in: get(&self.datagrams_in),
+            datagram_bytes_in: get(&self.datagram_bytes_in),
+            datagrams_out: get(&self.datagrams_out),
+            datagram_bytes_out: get(&self.datagram_bytes_out),
+            datagrams_truncated: get(&self.datagrams_truncated),
+            datagrams_dropped: get(&self.datagrams_dropped),
+            datagram_errors: get(&self.datagram_errors),
         }
     }
 }
@@ -246,6 +267,23 @@ pub struct Stats {
     /// Outbound connections that could not be made (refused, timed out,
     /// stopped).
     pub connect_failures: u64,
+    /// Datagrams received whole and handed to
+    /// [`DatagramHandler::on_datagram`](crate::DatagramHandler::on_datagram).
+    pub datagrams_in: u64,
+    /// Bytes of the datagrams counted in `datagrams_in`.
+    pub datagram_bytes_in: u64,
+    /// Datagrams sent ([`DatagramSocket::send_to`](crate::DatagramSocket::send_to) completed).
+    pub datagrams_out: u64,
+    /// Bytes of the datagrams counted in `datagrams_out`.
+    pub datagram_bytes_out: u64,
+    /// Datagrams longer than a receive buffer's room, handed to
+    /// [`DatagramHandler::on_truncated`](crate::DatagramHandler::on_truncated).
+    pub datagrams_truncated: u64,
+    /// Reply datagrams dropped because the sends in flight held the
+    /// datagram send limit.
+    pub datagrams_dropped: u64,
+    /// Datagram sends that failed, and receives that ended with an error.
+    pub datagram_errors: u64,
 }
 
 impl fmt::Display for Stats {
@@ -257,7 +295,8 @@ impl fmt::Display for Stats {
              disconnects: {} closed by peer, {} reset, {} idle timeout, {} read timeout, \
              {} write timeout, {} shutdown, {} closed locally, {} error; accept: {} out of \
              descriptors, {} failed, {} posted, {} rejected; read pauses: {}; outbound: {} \
-             connects, {} failed",
+             connects, {} failed; datagrams: {} in ({} bytes), {} out ({} bytes), {} \
+             truncated, {} dropped, {} errors",
             self.connections,
             self.connections_total,
             self.bytes_in,
@@ -280,6 +319,13 @@ impl fmt::Display for Stats {
             self.read_pauses,
             self.connects,
             self.connect_failures,
+            self.datagrams_in,
+            self.datagram_bytes_in,
+            self.datagrams_out,
+            self.datagram_bytes_out,
+            self.datagrams_truncated,
+            self.datagrams_dropped,
+            self.datagram_errors,
         )
     }
 }

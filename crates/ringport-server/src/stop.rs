@@ -21,7 +21,12 @@ impl Server {
         let env = &sh.env;
         let start = Instant::now();
         env.set_stopping();
-        sh.acceptor.close(env);
+        for a in &sh.acceptors {
+            a.close(env);
+        }
+        if let Some(d) = &sh.datagrams {
+            d.close();
+        }
         env.registry
             .for_each(|c| c.close_with(DisconnectReason::Shutdown, CloseMode::Graceful));
         let empty = || env.registry.len() == 0;

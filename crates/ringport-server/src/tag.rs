@@ -15,10 +15,11 @@ pub(crate) enum Tag {
     Send(u64),
     /// A packet asking a worker to drain a connection's inbox.
     Kick,
-    /// An accept on the listener.
-    Accept,
-    /// The timer after which a failed accept is retried.
-    AcceptRetry,
+    /// An accept on the listener of this number.
+    Accept(u64),
+    /// The timer after which a failed accept of the listener of this
+    /// number is retried.
+    AcceptRetry(u64),
     /// The timer of the deadline sweep (idle, read and write deadlines).
     Sweep,
     /// A packet telling a worker to exit (the seeds' EXIT_CODE).
@@ -31,6 +32,10 @@ pub(crate) enum Tag {
     Connect,
     /// The timer of an outbound connection's connect timeout.
     ConnectTimeout,
+    /// The pooled receive on the datagram socket.
+    Datagram,
+    /// A reply send on the datagram socket, with the memory it counts for.
+    DatagramSent(u64),
 }
 
 const KIND_BITS: u32 = 8;
@@ -43,14 +48,16 @@ impl Tag {
             Tag::Recv => (1, 0),
             Tag::Send(n) => (2, n),
             Tag::Kick => (3, 0),
-            Tag::Accept => (4, 0),
-            Tag::AcceptRetry => (5, 0),
+            Tag::Accept(n) => (4, n),
+            Tag::AcceptRetry(n) => (5, n),
             Tag::Sweep => (6, 0),
             Tag::Exit => (7, 0),
             Tag::ConnTimer(n) => (8, n),
             Tag::ServerTimer(n) => (9, n),
             Tag::Connect => (10, 0),
             Tag::ConnectTimeout => (11, 0),
+            Tag::Datagram => (12, 0),
+            Tag::DatagramSent(n) => (13, n),
         };
         debug_assert!(number < 1 << (64 - KIND_BITS), "tag number out of range");
         kind | (number << KIND_BITS)
@@ -64,14 +71,16 @@ impl Tag {
             1 => Tag::Recv,
             2 => Tag::Send(number),
             3 => Tag::Kick,
-            4 => Tag::Accept,
-            5 => Tag::AcceptRetry,
+            4 => Tag::Accept(number),
+            5 => Tag::AcceptRetry(number),
             6 => Tag::Sweep,
             7 => Tag::Exit,
             8 => Tag::ConnTimer(number),
             9 => Tag::ServerTimer(number),
             10 => Tag::Connect,
             11 => Tag::ConnectTimeout,
+            12 => Tag::Datagram,
+            13 => Tag::DatagramSent(number),
             _ => return None,
         })
     }
@@ -88,14 +97,17 @@ mod tests {
             Tag::Send(0),
             Tag::Send(1 << 40),
             Tag::Kick,
-            Tag::Accept,
-            Tag::AcceptRetry,
+            Tag::Accept(0),
+            Tag::Accept(1),
+            Tag::AcceptRetry(1),
             Tag::Sweep,
             Tag::Exit,
             Tag::ConnTimer(3),
             Tag::ServerTimer(1 << 50),
             Tag::Connect,
             Tag::ConnectTimeout,
+            Tag::Datagram,
+            Tag::DatagramSent(65_536),
         ];
         for t in tags {
             assert_eq!(Tag::of(t.user()), Some(t), "{t:?}");
@@ -106,6 +118,6 @@ mod tests {
     fn a_value_the_server_never_posts_is_no_tag() {
         assert_eq!(Tag::of(0), None);
         assert_eq!(Tag::of(0xff), None);
-        assert_eq!(Tag::of(12), None);
+        assert_eq!(Tag::of(14), None);
     }
 }

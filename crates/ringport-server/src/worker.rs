@@ -1,7 +1,7 @@
 //! The worker threads: each dequeues batches of completions, hands each to
 //! its connection (which puts it in order), handles the server's own
-//! completions (accepts, timers, exit), then runs the callbacks of the
-//! connections whose drain right it took.
+//! completions (accepts, datagrams, timers, exit), then runs the callbacks
+//! of the connections whose drain right it took.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -209,8 +209,26 @@ fn result(c: &Completion) -> Result<usize, i32> {
 fn handle_own(sh: &Shared, mut c: Completion) -> bool {
     let env = &sh.env;
     match Tag::of(c.user()) {
-        Some(Tag::Accept) => sh.acceptor.on_accept(env, &mut c),
-        Some(Tag::AcceptRetry) => sh.acceptor.on_retry_timer(env, &c),
+        Some(Tag::Accept(n)) => {
+            if let Some(a) = sh.acceptors.get(n as usize) {
+                a.on_accept(env, &mut c);
+            }
+        }
+        Some(Tag::AcceptRetry(n)) => {
+            if let Some(a) = sh.acceptors.get(n as usize) {
+                a.on_retry_timer(env, &c);
+            }
+        }
+        Some(Tag::Datagram) => {
+            if let Some(d) = &sh.datagrams {
+                d.on_recv(&mut c);
+            }
+        }
+        Some(Tag::DatagramSent(mem)) => {
+            if let Some(d) = &sh.datagrams {
+                d.on_sent(&mut c, mem);
+            }
+        }
         Some(Tag::Sweep) if !c.is_cancelled() && !env.is_stopping() => sweep::run(env),
         Some(Tag::ServerTimer(n)) => {
             let fired = env.timers.lock().fired(&env.port, n, c.is_cancelled());
