@@ -93,9 +93,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             });
         }
         if let Some(path) = &args.unix {
-            if std::fs::symlink_metadata(path).is_ok_and(|m| {
-                std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())
-            }) {
+            if std::fs::symlink_metadata(path)
+                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+            {
                 std::fs::remove_file(path)?;
             }
             let unix = tokio::net::UnixListener::bind(path)?;

@@ -34,7 +34,10 @@ fn echo_on_tcp_udp_and_unix(backend: &str) {
         &["--udp", "--unix", path.to_str().unwrap()],
     );
     assert_eq!(next_line(&r), format!("listening on udp {}", r.addr));
-    assert_eq!(next_line(&r), format!("listening on unix {}", path.display()));
+    assert_eq!(
+        next_line(&r),
+        format!("listening on unix {}", path.display())
+    );
 
     close_client(echo_client(r.addr, 20, 3000));
 

@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 use support::{output_within, ringport, socket_path, LIMIT};
 
 both_backends!(
-    load_udp_verifies_the_tokio_udp_echo,
+    load_udp_verifies_the_ringport_and_tokio_udp_echoes,
     load_udp_fails_on_a_corrupted_datagram,
     load_udp_fails_on_a_truncated_or_longer_datagram,
     load_udp_fails_on_an_echo_from_another_address,
     load_udp_counts_dropped_datagrams_as_lost,
     load_udp_counts_duplicate_echoes_as_late,
     load_udp_fails_when_a_flow_gets_nothing_back,
-    load_unix_verifies_the_tokio_unix_echo,
+    load_unix_verifies_the_ringport_and_tokio_unix_echoes,
     load_unix_fails_on_a_corrupted_echo,
 );
 
@@ -113,16 +113,17 @@ impl Server {
     }
 }
 
-/// `ringport tokio-echo` on 127.0.0.1 with `args`, its first line read.
-fn tokio_echo(args: &[&str]) -> Server {
+/// `ringport SUB` (`echo` or `tokio-echo`) on 127.0.0.1 with `args`, its
+/// first line read.
+fn echo_server(sub: &str, args: &[&str]) -> Server {
     let mut child = ringport()
-        .args(["tokio-echo", "--bind", "127.0.0.1", "--port", "0"])
+        .args([sub, "--bind", "127.0.0.1", "--port", "0"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn ringport tokio-echo");
+        .expect("spawn ringport");
     let out = child.stdout.take().unwrap();
     let (tx, lines) = channel();
     std::thread::spawn(move || {
@@ -137,39 +138,68 @@ fn tokio_echo(args: &[&str]) -> Server {
     let first = lines.recv_timeout(LIMIT).expect("a first line");
     let addr = first
         .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
+        .and_then(|a| a.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
     Server { child, addr, lines }
 }
 
-fn load_udp_verifies_the_tokio_udp_echo(backend: &str) {
-    let server = tokio_echo(&["--udp"]);
+/// The two servers the bench compares, as it starts them.
+const SERVERS: [(&str, &[&str]); 2] = [("echo", &["--workers", "1"]), ("tokio-echo", &[])];
+
+fn load_udp_verifies_the_ringport_and_tokio_udp_echoes(backend: &str) {
+    for (sub, args) in SERVERS {
+        load_udp_verifies(backend, echo_server(sub, &[args, &["--udp"]].concat()));
+    }
+}
+
+fn load_udp_verifies(backend: &str, server: Server) {
     let line = server.line("listening on udp ");
     let addr: SocketAddr = line["listening on udp ".len()..].parse().unwrap();
     assert_eq!(addr, server.addr, "UDP on the TCP echo's port number");
     let flags = [
-        "--conns", "8", "--size", "300", "--pipeline", "4", "--duration", "0.5", "--warmup",
+        "--conns",
+        "8",
+        "--size",
+        "300",
+        "--pipeline",
+        "4",
+        "--duration",
+        "0.5",
+        "--warmup",
         "0.1",
     ];
     let out = load_udp(backend, addr, &flags);
     assert!(out.status.success(), "{}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["transport"], "udp", "{v}");
-    assert_eq!((v["conns"].as_u64(), v["pipeline"].as_u64()), (Some(8), Some(4)));
+    assert_eq!(
+        (v["conns"].as_u64(), v["pipeline"].as_u64()),
+        (Some(8), Some(4))
+    );
     assert!(v["msgs"].as_u64().unwrap() > 0, "{v}");
     assert!(v["msgs_per_s"].as_f64().unwrap() > 0.0, "{v}");
     assert!(v["latency"]["p99_us"].as_f64().unwrap() > 0.0, "{v}");
     let d = &v["dgram"];
     // Every datagram sent in the window was echoed or lost; on loopback,
     // with a window of 4 per flow, none is lost.
-    assert!(d["sent"].as_u64().unwrap() >= v["msgs"].as_u64().unwrap(), "{v}");
+    assert!(
+        d["sent"].as_u64().unwrap() >= v["msgs"].as_u64().unwrap(),
+        "{v}"
+    );
     assert_eq!(d["lost"], 0, "{v}");
     assert_eq!(v["failures"].as_array().unwrap().len(), 0, "{v}");
 
     // The text report: the TCP load's lines plus the datagrams lost.
     let mut cmd = ringport();
-    cmd.args(["load", "--udp", "--addr", &addr.to_string(), "--backend", backend])
-        .args(["--conns", "2", "--duration", "0.3", "--warmup", "0"]);
+    cmd.args([
+        "load",
+        "--udp",
+        "--addr",
+        &addr.to_string(),
+        "--backend",
+        backend,
+    ])
+    .args(["--conns", "2", "--duration", "0.3", "--warmup", "0"]);
     let out = output_within(cmd, RUN_LIMIT);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -196,7 +226,16 @@ fn load_udp_fails_on_a_corrupted_datagram(backend: &str) {
     let out = load_udp(
         backend,
         addr,
-        &["--conns", "2", "--size", "200", "--duration", "5", "--warmup", "0"],
+        &[
+            "--conns",
+            "2",
+            "--size",
+            "200",
+            "--duration",
+            "5",
+            "--warmup",
+            "0",
+        ],
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let err = stderr(&out);
@@ -206,7 +245,13 @@ fn load_udp_fails_on_a_corrupted_datagram(backend: &str) {
         "{err}"
     );
     let v = json(&out);
-    assert!(v["stopped_early"].as_str().unwrap().ends_with("echo mismatch"), "{v}");
+    assert!(
+        v["stopped_early"]
+            .as_str()
+            .unwrap()
+            .ends_with("echo mismatch"),
+        "{v}"
+    );
 }
 
 /// Cuts the 30th datagram short by one byte, and makes the 30th of a
@@ -233,7 +278,16 @@ fn load_udp_fails_on_a_truncated_or_longer_datagram(backend: &str) {
         let out = load_udp(
             backend,
             addr,
-            &["--conns", "1", "--size", "100", "--duration", "5", "--warmup", "0"],
+            &[
+                "--conns",
+                "1",
+                "--size",
+                "100",
+                "--duration",
+                "5",
+                "--warmup",
+                "0",
+            ],
         );
         assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
         let err = stderr(&out);
@@ -283,13 +337,25 @@ fn drop_tenth(n: u64, d: &[u8]) -> Vec<Vec<u8>> {
 
 fn load_udp_counts_dropped_datagrams_as_lost(backend: &str) {
     let (addr, seen, dropped) = responder(drop_tenth);
-    let conns = 4;
+    // 8 outstanding per flow: a lost datagram holds its slot for the
+    // timeout, the other slots go on.
+    let (conns, window) = (4, 8);
     let out = load_udp(
         backend,
         addr,
         &[
-            "--conns", "4", "--pipeline", "2", "--size", "64", "--duration", "0.5", "--warmup",
-            "0", "--timeout", "0.25",
+            "--conns",
+            "4",
+            "--pipeline",
+            "8",
+            "--size",
+            "64",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+            "--timeout",
+            "0.25",
         ],
     );
     // Loss is counted and reported, and is no failure.
@@ -297,19 +363,23 @@ fn load_udp_counts_dropped_datagrams_as_lost(backend: &str) {
     let v = json(&out);
     let d = &v["dgram"];
     let (sent, lost) = (d["sent"].as_u64().unwrap(), d["lost"].as_u64().unwrap());
-    let (seen, dropped) = (seen.load(Ordering::Relaxed), dropped.load(Ordering::Relaxed));
+    let (seen, dropped) = (
+        seen.load(Ordering::Relaxed),
+        dropped.load(Ordering::Relaxed),
+    );
     assert!(sent > 100 && lost > 0, "{v}");
-    // A tenth of those sent in the window, give or take the datagrams of
-    // the first moment (the responder counts from the first one sent).
-    assert!(lost <= dropped && seen >= sent, "{v}: {dropped} of {seen} dropped");
     assert!(
-        (lost as i64 - sent as i64 / 10).abs() <= conns * 2 + 1,
+        lost <= dropped && seen >= sent,
         "{v}: {dropped} of {seen} dropped"
     );
-    // Every one sent in the window was either echoed (in the window or the
-    // drain after it) or lost: none was echoed twice.
+    // A tenth of those sent in the window, give or take those the first
+    // moment sent before it (the responder counts from the first one).
+    assert!(
+        (lost as i64 - sent as i64 / 10).abs() <= conns * window / 2,
+        "{v}: {dropped} of {seen} dropped"
+    );
+    // No echo came after its datagram was counted lost, and none twice.
     assert_eq!(d["late"], 0, "{v}");
-    assert!(v["msgs"].as_u64().unwrap() + lost <= sent + (conns * 2) as u64, "{v}");
 }
 
 /// Echoes every datagram, and the 20th twice.
@@ -347,7 +417,14 @@ fn load_udp_fails_when_a_flow_gets_nothing_back(backend: &str) {
         backend,
         addr,
         &[
-            "--conns", "3", "--duration", "0.4", "--warmup", "0", "--timeout", "0.1",
+            "--conns",
+            "3",
+            "--duration",
+            "0.4",
+            "--warmup",
+            "0",
+            "--timeout",
+            "0.1",
         ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -372,13 +449,27 @@ fn load_unix(backend: &str, path: &std::path::Path, extra: &[&str]) -> Output {
     output_within(cmd, RUN_LIMIT)
 }
 
-fn load_unix_verifies_the_tokio_unix_echo(backend: &str) {
-    let path = socket_path("unix-echo");
-    let server = tokio_echo(&["--unix", path.to_str().unwrap()]);
+fn load_unix_verifies_the_ringport_and_tokio_unix_echoes(backend: &str) {
+    for (sub, args) in SERVERS {
+        let path = socket_path("unix-echo");
+        let unix = ["--unix", path.to_str().unwrap()];
+        load_unix_verifies(backend, echo_server(sub, &[args, &unix].concat()), path);
+    }
+}
+
+fn load_unix_verifies(backend: &str, server: Server, path: std::path::PathBuf) {
     let line = server.line("listening on unix ");
     assert_eq!(line, format!("listening on unix {}", path.display()));
     let flags = [
-        "--conns", "6", "--size", "700", "--pipeline", "3", "--duration", "0.5", "--warmup",
+        "--conns",
+        "6",
+        "--size",
+        "700",
+        "--pipeline",
+        "3",
+        "--duration",
+        "0.5",
+        "--warmup",
         "0.1",
     ];
     let out = load_unix(backend, &path, &flags);
@@ -390,7 +481,16 @@ fn load_unix_verifies_the_tokio_unix_echo(backend: &str) {
     assert_eq!(v["errors"], 0, "{v}");
     assert!(v.get("dgram").is_none(), "{v}");
     // Churn works over Unix sockets too.
-    let flags = ["--mode", "churn", "--conns", "2", "--duration", "0.3", "--warmup", "0"];
+    let flags = [
+        "--mode",
+        "churn",
+        "--conns",
+        "2",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+    ];
     let out = load_unix(backend, &path, &flags);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(json(&out)["msgs"].as_u64().unwrap() > 0);
@@ -422,7 +522,16 @@ fn load_unix_fails_on_a_corrupted_echo(backend: &str) {
     let out = load_unix(
         backend,
         &path,
-        &["--conns", "1", "--size", "64", "--duration", "5", "--warmup", "0"],
+        &[
+            "--conns",
+            "1",
+            "--size",
+            "64",
+            "--duration",
+            "5",
+            "--warmup",
+            "0",
+        ],
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
@@ -438,13 +547,20 @@ fn load_unix_fails_on_a_corrupted_echo(backend: &str) {
 fn load_udp_refuses_what_datagrams_cannot_do() {
     for (flags, says) in [
         (&["--mode", "churn"][..], "no churn mode"),
-        (&["--size", "23"][..], "--size must be 24..=65507 with --udp"),
-        (&["--size", "70000"][..], "--size must be 24..=65507 with --udp"),
+        (
+            &["--size", "23"][..],
+            "--size must be 24..=65507 with --udp",
+        ),
+        (
+            &["--size", "70000"][..],
+            "--size must be 24..=65507 with --udp",
+        ),
         (&["--rate", "100"][..], "--rate is not supported with --udp"),
         (&["--timeout", "0"][..], "--timeout must be"),
     ] {
         let mut cmd = ringport();
-        cmd.args(["load", "--udp", "--addr", "127.0.0.1:9"]).args(flags);
+        cmd.args(["load", "--udp", "--addr", "127.0.0.1:9"])
+            .args(flags);
         let out = output_within(cmd, RUN_LIMIT);
         assert_eq!(out.status.code(), Some(1), "{flags:?}");
         assert!(stderr(&out).contains(says), "{flags:?}: {}", stderr(&out));
@@ -453,4 +569,113 @@ fn load_udp_refuses_what_datagrams_cannot_do() {
     let mut cmd = ringport();
     cmd.args(["load", "--udp", "--unix", "/tmp/x.sock"]);
     assert!(!output_within(cmd, RUN_LIMIT).status.success());
+}
+
+/// `ringport bench` with a UDP case and a Unix case: the servers are started
+/// with `--udp` and `--unix PATH`, each case loads them there, and the
+/// datagrams lost are in the results.
+#[test]
+fn bench_runs_udp_and_unix_cases() {
+    let dir = std::env::temp_dir().join(format!("ringport-udpbench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cmd = ringport();
+    cmd.args(["bench", "--cases", "udp4x64p2,unix4x64", "--rounds", "2"])
+        .args(["--duration", "0.3", "--warmup", "0.1", "--out"])
+        .arg(&dir);
+    let out = output_within(cmd, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("bench.json")).unwrap()).unwrap();
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases[0]["case"]["transport"], "udp", "{v}");
+    assert_eq!(cases[0]["label"], "udp 4 × 64 B, 2 in flight", "{v}");
+    assert_eq!(cases[1]["case"]["transport"], "unix", "{v}");
+    for c in cases {
+        let servers = c["servers"].as_array().unwrap();
+        assert_eq!(servers[0]["server"], "ringport");
+        assert_eq!(servers[1]["server"], "tokio");
+        for s in servers {
+            assert!(s["median"]["msgs_per_s"].as_f64().unwrap() > 0.0, "{s}");
+            for r in s["rounds"].as_array().unwrap() {
+                // Only datagram runs count what was lost.
+                assert_eq!(r["lost"].is_array(), c["case"]["transport"] == "udp", "{r}");
+            }
+        }
+        assert_eq!(c["paired_ratio"]["n"], 2, "{c}");
+    }
+    assert!(
+        stdout.contains("| udp 4 × 64 B, 2 in flight | server CPU µs/msg |")
+            && stdout.contains("udp 4 × 64 B, 2 in flight ringport: ")
+            && stdout.contains(" datagrams lost "),
+        "{stdout}"
+    );
+    // The servers' Unix sockets are gone with them.
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `NAME:TRANSPORT` pins a server's runs to a transport: one server over
+/// Unix sockets against itself over TCP loopback, paired by round.
+#[test]
+fn bench_pairs_a_server_over_unix_with_itself_over_tcp() {
+    let dir = std::env::temp_dir().join(format!("ringport-unixpair-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cmd = ringport();
+    cmd.args(["bench", "--cases", "4x64", "--rounds", "2"])
+        .args(["--servers", "ringport:unix,ringport"])
+        .args(["--duration", "0.3", "--warmup", "0.1", "--out"])
+        .arg(&dir);
+    let out = output_within(cmd, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    assert!(
+        stdout.contains("| 4 × 64 B | server CPU µs/msg |")
+            && stdout.contains("ringport:unix/ringport"),
+        "{stdout}"
+    );
+    // The pinned server was started with --unix, the other without.
+    let err = stderr(&out);
+    let started: Vec<&str> = err.lines().filter(|l| l.contains("(pid ")).collect();
+    assert!(
+        started.len() == 2 && started[0].contains("\"--unix\"") && !started[1].contains("--unix"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Cases and servers that cannot go together are refused before any
+/// server starts.
+#[test]
+fn bench_refuses_transports_a_case_cannot_use() {
+    for (flags, says) in [
+        (&["--cases", "udpchurn"][..], "udpchurn"),
+        (&["--cases", "unixidle"][..], "unixidle"),
+        (
+            &["--cases", "udp10x16"][..],
+            "a UDP datagram must be 24..=65507 B",
+        ),
+        (
+            &["--cases", "idle10", "--servers", "ringport:udp"][..],
+            "server ringport:udp in case idle 10",
+        ),
+        (
+            &["--cases", "10x64", "--servers", "ringport:sctp"][..],
+            "not a transport",
+        ),
+        (&["--cases", "udp10x64", "--clients"][..], "TCP echo cases"),
+    ] {
+        let mut cmd = ringport();
+        cmd.arg("bench")
+            .args(flags)
+            .args(["--out", "/nonexistent/x"]);
+        let out = output_within(cmd, RUN_LIMIT);
+        assert!(!out.status.success(), "{flags:?}");
+        assert!(stderr(&out).contains(says), "{flags:?}: {}", stderr(&out));
+    }
 }

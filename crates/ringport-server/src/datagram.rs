@@ -362,7 +362,8 @@ impl Datagrams {
                 Counters::add(&counters.datagram_bytes_in, buf.len() as u64);
             }
             let data = right_sized(env, buf);
-            self.callbacks.datagram(&self.socket, &from, data, truncated);
+            self.callbacks
+                .datagram(&self.socket, &from, data, truncated);
             return;
         }
         let Some(code) = c.error_code() else {

@@ -26,7 +26,9 @@ impl DatagramHandler for UdpEcho {
     fn on_start(&self, _: &DatagramSocket) {}
     fn on_datagram(&self, socket: &DatagramSocket, _: &(), from: &Address, data: Vec<u8>) {
         self.senders.lock().unwrap().insert(from.clone());
-        socket.send_to(data, from).expect("an echo within the limit");
+        socket
+            .send_to(data, from)
+            .expect("an echo within the limit");
     }
 }
 
@@ -86,10 +88,7 @@ fn echo_many(kind: BackendKind, ip: IpAddr) {
     assert_eq!(stats.datagrams_in, total);
     assert_eq!(stats.datagram_bytes_in, bytes);
     assert_eq!(stats.datagram_bytes_out, bytes);
-    assert_eq!(
-        (stats.datagrams_dropped, stats.datagrams_truncated),
-        (0, 0)
-    );
+    assert_eq!((stats.datagrams_dropped, stats.datagrams_truncated), (0, 0));
     let want: HashSet<Address> = [Address::Ip(c.local_addr().unwrap())].into();
     assert_eq!(*senders.lock().unwrap(), want, "the sender's address");
 }
@@ -152,7 +151,11 @@ fn a_truncated_datagram_is_reported(kind: BackendKind) {
         ),
     };
     assert_eq!(from, me);
-    assert!(!part.is_empty() && part.len() < long.len(), "{}", part.len());
+    assert!(
+        !part.is_empty() && part.len() < long.len(),
+        "{}",
+        part.len()
+    );
     assert_eq!(part, long[..part.len()], "the part that fitted");
     // The receive goes on after a truncated datagram.
     c.send_to(b"short", to).unwrap();
@@ -216,14 +219,16 @@ fn the_reply_send_limit_holds(kind: BackendKind) {
     }
     wait_for("every datagram handled", || {
         let s = server.stats();
-        s.datagrams_in == floods
-            && s.datagrams_out + s.datagrams_dropped == floods * REPLIES as u64
+        s.datagrams_in == floods && s.datagrams_out + s.datagrams_dropped == floods * REPLIES as u64
     });
     let socket = server.datagram_socket().unwrap().clone();
     wait_for("nothing in flight", || socket.in_flight() == 0);
     let stats = server.stop();
     let most = burst.most_in_flight.load(Ordering::Relaxed);
-    assert!(most <= SEND_LIMIT, "{most} bytes in flight over {SEND_LIMIT}");
+    assert!(
+        most <= SEND_LIMIT,
+        "{most} bytes in flight over {SEND_LIMIT}"
+    );
     assert!(stats.datagrams_dropped > 0, "nothing dropped: {stats}");
     assert_eq!(
         stats.datagrams_dropped,

@@ -43,7 +43,11 @@ impl Handler for AddrEcho {
         let _ = conn.send(data);
     }
     fn on_disconnect(&self, conn: &Connection, echoed: u64, _: &DisconnectReason) {
-        let ev = (conn.local_address(), conn.peer_address().clone(), Some(echoed));
+        let ev = (
+            conn.local_address(),
+            conn.peer_address().clone(),
+            Some(echoed),
+        );
         let _ = self.0.lock().unwrap().send(ev);
     }
 }

@@ -301,11 +301,17 @@ mod tests {
         assert_eq!((c.transport, c.kind), (Transport::Unix, Kind::Echo));
         assert_eq!(c.label(), "unix 100 × 512 B");
         let c = Case::parse("unixchurn50", 1).unwrap();
-        assert_eq!((c.transport, c.kind, c.conns), (Transport::Unix, Kind::Churn, 50));
+        assert_eq!(
+            (c.transport, c.kind, c.conns),
+            (Transport::Unix, Kind::Churn, 50)
+        );
         // A TCP case moved over another transport, as `NAME:TRANSPORT` does.
         let c = Case::parse("100x512", 1).unwrap().over(Transport::Unix);
         assert_eq!(c.unwrap().transport, Transport::Unix);
-        assert!(Case::parse("idle", 1).unwrap().over(Transport::Udp).is_err());
+        assert!(Case::parse("idle", 1)
+            .unwrap()
+            .over(Transport::Udp)
+            .is_err());
     }
 
     #[test]

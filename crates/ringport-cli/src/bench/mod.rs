@@ -348,7 +348,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 env.push(("RINGPORT_BACKEND".to_string(), b.name().to_string()));
             }
         }
-        let log = a.out.join(format!("server-{}.log", entry.replace(':', "-")));
+        let log = a
+            .out
+            .join(format!("server-{}.log", entry.replace(':', "-")));
         let mut s = Server::start(entry, &argv, &env, p.server_cpu, &log, &extra)?;
         s.transport = pinned;
         eprintln!("{entry}: {} (pid {}, {argv:?})", s.banner, s.pid());
@@ -588,9 +590,7 @@ fn load_config(
     let target = match s.transport.unwrap_or(case.transport) {
         Transport::Tcp => load::Target::Tcp(s.addr),
         Transport::Udp => load::Target::Udp(s.udp.ok_or_else(|| missing("udp ADDR"))?),
-        Transport::Unix => {
-            load::Target::Unix(s.unix.clone().ok_or_else(|| missing("unix PATH"))?)
-        }
+        Transport::Unix => load::Target::Unix(s.unix.clone().ok_or_else(|| missing("unix PATH"))?),
     };
     Ok(load::Config {
         target,

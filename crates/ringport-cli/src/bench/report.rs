@@ -421,9 +421,7 @@ impl Results {
                 if lost.is_empty() {
                     continue;
                 }
-                let (n, of) = lost
-                    .iter()
-                    .fold((0, 0), |(n, of), (l, s)| (n + l, of + s));
+                let (n, of) = lost.iter().fold((0, 0), |(n, of), (l, s)| (n + l, of + s));
                 let _ = writeln!(
                     t,
                     "{} {}: {n} of {of} datagrams lost ({:.3}%) in {} of {} runs",

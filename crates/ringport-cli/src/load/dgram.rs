@@ -4,13 +4,13 @@
 //! `RecvFromPooled` that stays posted for the flow's life.
 //!
 //! A datagram is `size` bytes: a [`HEADER`]-byte header — the flow (u32),
-//! the size (u32), the sequence number (u64) and a checksum (u64) of
-//! everything else, all little-endian — then bytes cut from a seeded random
-//! block at an offset drawn from the flow and the sequence number. A flow
-//! keeps up to `pipeline` datagrams outstanding, one per window slot
-//! (`seq % pipeline`); an echo frees its slot, and so does the timeout: a
-//! datagram not echoed within `timeout` counts as lost, and the slot takes
-//! the next datagram.
+//! the window slot it holds (u32), the sequence number (u64) and a checksum
+//! (u64) of everything else and the length, all little-endian — then bytes
+//! cut from a seeded random block at an offset drawn from the flow and the
+//! sequence number. A flow keeps up to `pipeline` datagrams outstanding,
+//! one per window slot; an echo frees its slot, and so does the timeout: a
+//! datagram not echoed within `timeout` counts as lost, and its slot takes
+//! the next datagram (a lost datagram holds up one slot, not the flow).
 //!
 //! Every echo is checked: from the server's address, exactly `size` bytes,
 //! the checksum, the flow it came back on, a sequence number that was sent,
@@ -39,7 +39,7 @@ use super::engine::Phase;
 use super::stats::{secs, DgramCounts, Latency, Report};
 use super::{Config, Target};
 
-/// Bytes of a datagram's header: flow, size, sequence number, checksum.
+/// Bytes of a datagram's header: flow, slot, sequence number, checksum.
 pub const HEADER: usize = 24;
 /// The largest datagram: the largest UDP payload over IPv4.
 pub const MAX_SIZE: usize = 65_507;
@@ -83,6 +83,8 @@ struct Slot {
 #[derive(Default)]
 struct Flow {
     handle: Option<Handle>,
+    /// The flow's free window slots.
+    free: Vec<u32>,
     next_seq: u64,
     /// Datagrams sent in the window, and echoes completed in it.
     window_sent: u64,
@@ -163,7 +165,12 @@ pub fn run_dgram(cfg: &Config, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<Re
         to,
         port,
         block,
-        flows: (0..cfg.conns).map(|_| Flow::default()).collect(),
+        flows: (0..cfg.conns)
+            .map(|_| Flow {
+                free: (0..cfg.pipeline as u32).rev().collect(),
+                ..Flow::default()
+            })
+            .collect(),
         slots: vec![idle; cfg.conns * cfg.pipeline],
         send_bufs: Vec::new(),
         hist,
@@ -392,7 +399,11 @@ impl Engine<'_> {
     /// address) of the server, with its receive posted.
     fn open(&mut self, i: usize) {
         let res = (|| -> anyhow::Result<Handle> {
-            let s = Socket::new(Domain::for_address(self.to), Type::DGRAM, Some(Protocol::UDP))?;
+            let s = Socket::new(
+                Domain::for_address(self.to),
+                Type::DGRAM,
+                Some(Protocol::UDP),
+            )?;
             let ip = match self.to.ip() {
                 ip if ip.is_loopback() => ip,
                 IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -418,13 +429,16 @@ impl Engine<'_> {
     fn send_ready(&mut self, i: usize, now: Instant) {
         let w = self.cfg.pipeline;
         while matches!(self.stage, Stage::Warmup | Stage::Window) {
-            let seq = self.flows[i].next_seq;
-            let at = i * w + (seq % w as u64) as usize;
-            if self.flows[i].handle.is_none() || self.slots[at].live {
-                return; // gone, or the window is full
+            if self.flows[i].handle.is_none() {
+                return;
             }
+            let Some(slot) = self.flows[i].free.pop() else {
+                return; // the window is full
+            };
+            let seq = self.flows[i].next_seq;
+            let at = i * w + slot as usize;
             let mut buf = self.send_bufs.pop().unwrap_or_default();
-            self.fill(i as u32, seq, &mut buf);
+            self.fill(i as u32, slot, seq, &mut buf);
             let Some(h) = &self.flows[i].handle else {
                 return;
             };
@@ -459,12 +473,13 @@ impl Engine<'_> {
         ((x ^ (x >> 31)) % SPAN as u64) as usize
     }
 
-    /// Writes flow `flow`'s datagram `seq` into `buf`.
-    fn fill(&self, flow: u32, seq: u64, buf: &mut Vec<u8>) {
+    /// Writes flow `flow`'s datagram `seq`, in window slot `slot`, into
+    /// `buf`.
+    fn fill(&self, flow: u32, slot: u32, seq: u64, buf: &mut Vec<u8>) {
         let size = self.cfg.size;
         buf.clear();
         buf.extend_from_slice(&flow.to_le_bytes());
-        buf.extend_from_slice(&(size as u32).to_le_bytes());
+        buf.extend_from_slice(&slot.to_le_bytes());
         buf.extend_from_slice(&seq.to_le_bytes());
         buf.extend_from_slice(&[0; 8]);
         let off = self.offset(flow, seq);
@@ -493,7 +508,7 @@ impl Engine<'_> {
                 let from = c.address().and_then(|a| a.ip());
                 match c.result() {
                     Ok(_) => match self.check(i, c.data(), from) {
-                        Ok(seq) => self.on_echo(i, seq, now),
+                        Ok((slot, seq)) => self.on_echo(i, slot, seq, now),
                         Err(m) => self.mismatch = Some(m),
                     },
                     Err(e) if e.raw_os_error() == Some(Errno::MSGSIZE.raw_os_error()) => {
@@ -518,9 +533,9 @@ impl Engine<'_> {
         }
     }
 
-    /// Checks an echo that came back on flow `i`; its sequence number, or
-    /// what is wrong with it.
-    fn check(&self, i: usize, d: &[u8], from: Option<SocketAddr>) -> Result<u64, String> {
+    /// Checks an echo that came back on flow `i`; its window slot and
+    /// sequence number, or what is wrong with it.
+    fn check(&self, i: usize, d: &[u8], from: Option<SocketAddr>) -> Result<(u32, u64), String> {
         let size = self.cfg.size;
         if from != Some(self.to) {
             let who = from.map_or_else(|| "no address".to_string(), |a| a.to_string());
@@ -537,11 +552,14 @@ impl Engine<'_> {
             ));
         }
         let flow = u32::from_le_bytes(field(d, 0));
+        let slot = u32::from_le_bytes(field(d, 4));
         let seq = u64::from_le_bytes(field(d, 8));
-        let known = flow as usize == i && seq < self.flows[i].next_seq;
+        let known = flow as usize == i
+            && (slot as usize) < self.cfg.pipeline
+            && seq < self.flows[i].next_seq;
         let mut want = Vec::with_capacity(size);
         if known {
-            self.fill(flow, seq, &mut want);
+            self.fill(flow, slot, seq, &mut want);
         }
         if u64::from_le_bytes(field(d, SUM_AT)) != checksum(d) {
             let at = known
@@ -564,10 +582,11 @@ impl Engine<'_> {
                 "flow {i}: the echo of a datagram of flow {flow} came back on it"
             ));
         }
-        if u32::from_le_bytes(field(d, 4)) as usize != size || !known {
+        if !known {
             return Err(format!(
-                "flow {i}: an echo of datagram {seq}, which was never sent (next is {})",
-                self.flows[i].next_seq
+                "flow {i}: an echo of datagram {seq} in window slot {slot}, which was never \
+                 sent (next is {}, {} slots)",
+                self.flows[i].next_seq, self.cfg.pipeline
             ));
         }
         if let Some(at) = want.iter().zip(d).position(|(a, b)| a != b) {
@@ -577,18 +596,19 @@ impl Engine<'_> {
                 want[at], d[at]
             ));
         }
-        Ok(seq)
+        Ok((slot, seq))
     }
 
-    /// A verified echo of flow `i`'s datagram `seq`.
-    fn on_echo(&mut self, i: usize, seq: u64, now: Instant) {
+    /// A verified echo of flow `i`'s datagram `seq` in window slot `at`.
+    fn on_echo(&mut self, i: usize, at: u32, seq: u64, now: Instant) {
         let w = self.cfg.pipeline;
-        let slot = &mut self.slots[i * w + (seq % w as u64) as usize];
+        let slot = &mut self.slots[i * w + at as usize];
         if !slot.live || slot.seq != seq {
             self.late += 1;
             return;
         }
         slot.live = false;
+        self.flows[i].free.push(at);
         if slot.in_window {
             self.window_outstanding -= 1;
         }
@@ -610,9 +630,10 @@ impl Engine<'_> {
         let w = self.cfg.pipeline;
         for i in 0..self.flows.len() {
             let mut freed = false;
-            for s in &mut self.slots[i * w..(i + 1) * w] {
+            for (at, s) in self.slots[i * w..(i + 1) * w].iter_mut().enumerate() {
                 if s.live && now.saturating_duration_since(s.sent) >= self.cfg.timeout {
                     s.live = false;
+                    self.flows[i].free.push(at as u32);
                     freed = true;
                     if s.in_window {
                         self.lost += 1;

@@ -173,7 +173,11 @@ impl Report {
                 self.conns, self.size, self.pipeline, self.addr, self.backend,
             )
         } else {
-            let over = if self.transport == "unix" { "unix " } else { "" };
+            let over = if self.transport == "unix" {
+                "unix "
+            } else {
+                ""
+            };
             write!(
                 s,
                 "{mode} {} × {} B (pipeline {}) on {over}{} [{}]",
