@@ -569,8 +569,11 @@ fn run_one(
     })
 }
 
-/// Longest a bench run waits for a datagram's echo before counting it lost.
-const UDP_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest a bench run waits for a datagram's echo before counting it lost
+/// (a lost datagram holds its window slot that long: short, so that loss in
+/// a full socket buffer does not idle a flow for long; long against the
+/// loaded machine's worst echo times of some tens of milliseconds).
+const UDP_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The load one bench run puts on `s` (`pipeline` overrides the case's),
 /// over the transport `s` is pinned to or else the case's.

@@ -58,6 +58,9 @@ const ERROR_KINDS: usize = 32;
 const POOL_OVERHEAD: usize = 144;
 /// Most memory the load's pool of receive buffers may take.
 const POOL_BYTES: usize = 64 << 20;
+/// Windows' worth of datagrams a flow must have sent in the window, none
+/// echoed, to count as one the server does not answer.
+const UNANSWERED_ROUNDS: u64 = 3;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Stage {
@@ -86,9 +89,10 @@ struct Flow {
     /// The flow's free window slots.
     free: Vec<u32>,
     next_seq: u64,
-    /// Datagrams sent in the window, and echoes completed in it.
+    /// Datagrams sent in the window, and of those the ones echoed (in the
+    /// window or the drain after it).
     window_sent: u64,
-    window_done: u64,
+    window_echoed: u64,
 }
 
 struct Engine<'a> {
@@ -307,10 +311,6 @@ impl Engine<'_> {
         }
         match self.stage {
             Stage::Warmup if now >= self.deadline() => {
-                for f in &mut self.flows {
-                    f.window_sent = 0;
-                    f.window_done = 0;
-                }
                 hook(Phase::WindowStart);
                 self.stage = Stage::Window;
                 // After the hook, so the hook's own work is not counted.
@@ -611,12 +611,12 @@ impl Engine<'_> {
         self.flows[i].free.push(at);
         if slot.in_window {
             self.window_outstanding -= 1;
+            self.flows[i].window_echoed += 1;
         }
         let sent = slot.sent;
         self.done_total += 1;
         if self.stage == Stage::Window {
             self.msgs += 1;
-            self.flows[i].window_done += 1;
             let ns = now.duration_since(sent).as_nanos();
             self.hist
                 .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX).max(1));
@@ -649,10 +649,11 @@ impl Engine<'_> {
 
     fn report(&self) -> Report {
         let complete = self.window.is_some() && self.stopped_early.is_none();
+        let w = self.cfg.pipeline as u64;
         let no_echo = if complete {
             self.flows
                 .iter()
-                .filter(|f| f.window_sent > 0 && f.window_done == 0)
+                .filter(|f| f.window_echoed == 0 && f.window_sent >= UNANSWERED_ROUNDS * w)
                 .count()
         } else {
             0
@@ -692,7 +693,11 @@ impl Engine<'_> {
     }
 
     /// Why the run failed, one sentence each. Lost datagrams alone are no
-    /// failure; a flow that got nothing back in the whole window is.
+    /// failure; a flow none of whose datagrams sent in the window came back,
+    /// though it sent at least `UNANSWERED_ROUNDS` windows' worth (each
+    /// lost one waits a timeout, so that many timeouts in a row), is: a
+    /// server that ignores a peer, not the odd datagram dropped by a full
+    /// socket buffer.
     fn failures(&self, r: &Report) -> Vec<String> {
         let n = self.flows.len();
         let window = match r.window_s {
@@ -705,8 +710,8 @@ impl Engine<'_> {
         }
         if r.no_echo > 0 {
             f.push(format!(
-                "no echo came back on {} of {n} flows in {window} ({} of {} datagrams sent \
-                 in it lost)",
+                "no echo came back on {} of {n} flows of the datagrams they sent in {window} \
+                 ({} of {} datagrams sent in it lost)",
                 r.no_echo, self.lost, self.sent
             ));
         }

@@ -18,8 +18,10 @@
 //! is a mismatch and fails the run.
 //!
 //! Exit codes: 0 when every echo was verified and nothing went wrong (in
-//! UDP mode, lost datagrams alone are not a failure unless a whole flow got
-//! nothing back); 3 at an echo mismatch; 1 for every other failure. Each failure is said on
+//! UDP mode lost datagrams alone are not a failure, unless a flow got none
+//! of at least three windows' worth sent in the measured window back: a
+//! server ignoring a peer); 3 at an echo mismatch; 1 for every other
+//! failure. Each failure is said on
 //! stderr (`ringport load: ...`) and listed in the report's `failures`:
 //! connections that failed (counted by kind), connections no echo came back
 //! from, a window in which no echo was completed. A run that stops before
