@@ -23,6 +23,7 @@ both_backends!(
     load_udp_counts_dropped_datagrams_as_lost,
     load_udp_counts_duplicate_echoes_as_late,
     load_udp_fails_when_a_flow_gets_nothing_back,
+    load_udp_reports_a_flow_silent_for_less_than_three_timeouts_as_loss,
     load_unix_verifies_the_ringport_and_tokio_unix_echoes,
     load_unix_fails_on_a_corrupted_echo,
 );
@@ -441,6 +442,34 @@ fn load_udp_fails_when_a_flow_gets_nothing_back(backend: &str) {
     assert!(v["msgs"].as_u64().unwrap() > 0, "{v}");
     assert_eq!(v["no_echo"], 2, "{v}");
     assert!(v["dgram"]["lost"].as_u64().unwrap() >= 6, "{v}");
+}
+
+fn load_udp_reports_a_flow_silent_for_less_than_three_timeouts_as_loss(backend: &str) {
+    // The same responder, but the window (0.3 s) is shorter than two
+    // timeouts (0.2 s each): the ignored flow sends one or two datagrams in
+    // it, too few to tell a peer ignored from bad luck in a full socket
+    // buffer. They are lost, and the run passes.
+    let (addr, _, _) = responder(first_sender_only);
+    let out = load_udp(
+        backend,
+        addr,
+        &[
+            "--conns",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--timeout",
+            "0.2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["no_echo"], 0, "{v}");
+    let lost = v["dgram"]["lost"].as_u64().unwrap();
+    assert!((1..=2).contains(&lost), "{v}");
+    assert_eq!(v["failures"], serde_json::json!([]), "{v}");
 }
 
 /// `ringport load --unix PATH --backend BACKEND EXTRA --json`.
