@@ -34,6 +34,8 @@ pub(crate) struct Acceptor {
     /// Accepts that failed and wait for the retry timer.
     parked: AtomicUsize,
     retry_pending: AtomicBool,
+    /// The first accepts were posted (by a worker).
+    armed: AtomicBool,
     backoff_ms: AtomicU64,
 }
 
@@ -46,6 +48,7 @@ impl Acceptor {
             kind,
             parked: AtomicUsize::new(0),
             retry_pending: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
             backoff_ms: AtomicU64::new(BACKOFF_START_MS),
         }
     }
@@ -60,8 +63,22 @@ impl Acceptor {
         )
     }
 
-    /// Posts the first accepts.
-    pub(crate) fn start(&self, env: &ServerEnv) {
+    /// Asks a worker to post the first accepts.
+    ///
+    /// A worker, not the thread that starts the server, posts them: on
+    /// io_uring the kernel runs a multishot accept's work for each
+    /// connection on the thread that submitted it, which would wake the
+    /// application's thread once per accepted connection.
+    pub(crate) fn start(&self, env: &ServerEnv) -> io::Result<()> {
+        env.port.post(
+            op::Packet::new(0)
+                .key(SERVER_KEY)
+                .user(Tag::AcceptStart(self.index).user()),
+        )
+    }
+
+    /// Posts the first accepts (on a worker).
+    pub(crate) fn post_first(&self, env: &ServerEnv) {
         let posted = if multishot(env) {
             1
         } else {
@@ -70,6 +87,13 @@ impl Acceptor {
         for _ in 0..posted {
             self.post(env);
         }
+        self.armed.store(true, Ordering::SeqCst);
+        env.notify_stop();
+    }
+
+    /// Whether the first accepts were posted: `start` waits for it.
+    pub(crate) fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::SeqCst)
     }
 
     /// The path of a Unix listener.

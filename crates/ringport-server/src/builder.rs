@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringport::{BackendKind, CompletionPort};
 use socket2::{Domain, Socket, Type};
@@ -31,7 +31,7 @@ use crate::{sweep, worker};
 /// no keepalive, backlog 1024, 5 s stop deadline.
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use ringport_server::{Connection, Handler, Server};
 ///
 /// struct Echo;
@@ -79,6 +79,9 @@ impl std::fmt::Debug for ServerBuilder {
             .finish()
     }
 }
+
+/// How long `start` waits for the workers to post the first accepts.
+const ARM_WAIT: Duration = Duration::from_secs(5);
 
 /// Tries of a TCP port and the same UDP port number, when any port will do.
 const SAME_PORT_TRIES: usize = 16;
@@ -473,7 +476,7 @@ impl ServerBuilder {
             workers_running: AtomicUsize::new(workers_n),
         });
         for a in &shared.acceptors {
-            a.start(&shared.env);
+            a.start(&shared.env)?;
         }
         if let Some(d) = &shared.datagrams {
             d.start()?;
@@ -499,6 +502,15 @@ impl ServerBuilder {
                     return Err(e);
                 }
             }
+        }
+        // Return once the workers have posted the first accepts (a worker
+        // posts them: see `Acceptor::start`), so that a started server has
+        // its accepts outstanding, as when `start` posted them itself.
+        let armed = || shared.acceptors.iter().all(Acceptor::is_armed);
+        if !shared.env.wait_until(Instant::now() + ARM_WAIT, armed) {
+            tracing::warn!(
+                "start: the workers had not posted the first accepts after {ARM_WAIT:?}"
+            );
         }
         tracing::debug!(
             "server listening on {local_addr} (backend: {}, {} workers)",

@@ -23,6 +23,7 @@ use parking_lot::RwLock;
 use ringport::{op, Address, Completion, Handle, IoBuf};
 
 use crate::conn::{send_mem, ServerEnv};
+use crate::id::DATAGRAM_KEY;
 use crate::stats::Counters;
 use crate::tag::Tag;
 
@@ -315,13 +316,24 @@ impl Datagrams {
         &self.socket
     }
 
-    /// Makes the handler's state and posts the receive.
+    /// Makes the handler's state and asks a worker to post the receive.
+    ///
+    /// A worker, not the thread that starts the server, posts it: on
+    /// io_uring the kernel runs a multishot receive's work for each
+    /// datagram on the thread that submitted it, which would wake (and
+    /// interrupt the blocking socket calls of) the application's thread.
     pub(crate) fn start(&self) -> io::Result<()> {
         self.callbacks.start(&self.socket);
-        self.post()
+        let env = &self.socket.inner.env;
+        env.port.post(
+            op::Packet::new(0)
+                .key(DATAGRAM_KEY)
+                .user(Tag::DatagramStart.user()),
+        )
     }
 
-    fn post(&self) -> io::Result<()> {
+    /// Posts the pooled receive (on a worker).
+    pub(crate) fn post(&self) -> io::Result<()> {
         let ep = &self.socket.inner;
         match ep.handle.read().as_ref() {
             Some(h) => ep

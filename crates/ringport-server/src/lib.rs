@@ -1,8 +1,10 @@
 //! An IOCP-style server framework on [`ringport`]: seed 004's `CIOCPModel`,
 //! done right, with no unsafe code.
 //!
-//! A [`Server`] listens on one address, keeps accepts posted on its
-//! completion port, and runs a pool of worker threads that dequeue
+//! A [`Server`] listens on one TCP address (and, if asked, on a Unix stream
+//! socket: [`ServerBuilder::listen_unix`], served by the same handler),
+//! keeps accepts posted on its completion port, and runs a pool of worker
+//! threads that dequeue
 //! completions and call a [`Handler`]: `on_connect` makes the connection's
 //! own state (the seeds' `PER_HANDLE_DATA`, of the handler's type), and
 //! `on_data`, `on_sent`, `on_timer` and `on_disconnect` get it, the last
@@ -40,6 +42,12 @@
 //!   flush until a deadline, closes the rest, joins the workers and closes
 //!   every descriptor; [`Server::stop_on`] a [`StopSignal`] does it on SIGINT
 //!   or SIGTERM.
+//! * **Datagrams.** [`ServerBuilder::udp`] adds a UDP socket on the same
+//!   port number, served by a [`DatagramHandler`] (`WSARecvFrom` /
+//!   `WSASendTo`): each datagram with its sender's address, on any worker;
+//!   a pooled receive (multishot on io_uring); truncated datagrams
+//!   reported as such; reply sends bounded in memory, dropped and counted
+//!   over the limit ([`ServerBuilder::datagram_send_limit`]).
 //! * **Stats** ([`Server::stats`]), and snapshots of the running server
 //!   from any thread ([`Server::monitor`]) that cost the workers nothing.
 //!

@@ -34,6 +34,12 @@ pub(crate) enum Tag {
     ConnectTimeout,
     /// The pooled receive on the datagram socket.
     Datagram,
+    /// A packet asking a worker to post the datagram socket's first
+    /// receive.
+    DatagramStart,
+    /// A packet asking a worker to post the first accepts of the listener
+    /// of this number.
+    AcceptStart(u64),
     /// A reply send on the datagram socket, with the memory it counts for.
     DatagramSent(u64),
 }
@@ -58,6 +64,8 @@ impl Tag {
             Tag::ConnectTimeout => (11, 0),
             Tag::Datagram => (12, 0),
             Tag::DatagramSent(n) => (13, n),
+            Tag::DatagramStart => (14, 0),
+            Tag::AcceptStart(n) => (15, n),
         };
         debug_assert!(number < 1 << (64 - KIND_BITS), "tag number out of range");
         kind | (number << KIND_BITS)
@@ -81,6 +89,8 @@ impl Tag {
             11 => Tag::ConnectTimeout,
             12 => Tag::Datagram,
             13 => Tag::DatagramSent(number),
+            14 => Tag::DatagramStart,
+            15 => Tag::AcceptStart(number),
             _ => return None,
         })
     }
@@ -108,6 +118,8 @@ mod tests {
             Tag::ConnectTimeout,
             Tag::Datagram,
             Tag::DatagramSent(65_536),
+            Tag::DatagramStart,
+            Tag::AcceptStart(1),
         ];
         for t in tags {
             assert_eq!(Tag::of(t.user()), Some(t), "{t:?}");
@@ -118,6 +130,6 @@ mod tests {
     fn a_value_the_server_never_posts_is_no_tag() {
         assert_eq!(Tag::of(0), None);
         assert_eq!(Tag::of(0xff), None);
-        assert_eq!(Tag::of(14), None);
+        assert_eq!(Tag::of(16), None);
     }
 }

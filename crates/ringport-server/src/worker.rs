@@ -214,6 +214,11 @@ fn handle_own(sh: &Shared, mut c: Completion) -> bool {
                 a.on_accept(env, &mut c);
             }
         }
+        Some(Tag::AcceptStart(n)) => {
+            if let Some(a) = sh.acceptors.get(n as usize) {
+                a.post_first(env);
+            }
+        }
         Some(Tag::AcceptRetry(n)) => {
             if let Some(a) = sh.acceptors.get(n as usize) {
                 a.on_retry_timer(env, &c);
@@ -222,6 +227,13 @@ fn handle_own(sh: &Shared, mut c: Completion) -> bool {
         Some(Tag::Datagram) => {
             if let Some(d) = &sh.datagrams {
                 d.on_recv(&mut c);
+            }
+        }
+        Some(Tag::DatagramStart) => {
+            if let Some(d) = sh.datagrams.as_ref().filter(|_| !env.is_stopping()) {
+                if let Err(e) = d.post() {
+                    tracing::error!("posting the datagram receive failed: {e}");
+                }
             }
         }
         Some(Tag::DatagramSent(mem)) => {

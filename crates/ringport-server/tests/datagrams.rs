@@ -39,6 +39,17 @@ fn numbered(n: u32, len: usize) -> Vec<u8> {
     d
 }
 
+/// One datagram from `c` (a blocking receive with a timeout may be
+/// interrupted; it is retried, as `read_exact` retries reads).
+fn recv_from(c: &UdpSocket, buf: &mut [u8]) -> (usize, SocketAddr) {
+    loop {
+        match c.recv_from(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            got => return got.expect("a datagram within the limit"),
+        }
+    }
+}
+
 fn client(on: IpAddr) -> UdpSocket {
     let c = UdpSocket::bind(SocketAddr::new(on, 0)).unwrap();
     c.set_read_timeout(Some(LIMIT)).unwrap();
@@ -74,7 +85,7 @@ fn echo_many(kind: BackendKind, ip: IpAddr) {
             sent.insert(d);
         }
         for _ in 0..window {
-            let (len, from) = c.recv_from(&mut back).expect("an echo");
+            let (len, from) = recv_from(&c, &mut back);
             assert_eq!(from, to, "the reply comes from the server's socket");
             assert!(sent.remove(&back[..len]), "an echo that was not sent");
         }
@@ -249,7 +260,7 @@ fn stop_leaves_no_descriptor(kind: BackendKind) {
     let c = client("127.0.0.1".parse().unwrap());
     c.send_to(b"one", server.udp_addr().unwrap()).unwrap();
     let mut back = [0; 8];
-    assert_eq!(c.recv(&mut back).unwrap(), 3);
+    assert_eq!(recv_from(&c, &mut back).0, 3);
     let mut tcp = common::client(server.local_addr());
     assert_eq!(round_trip(&mut tcp, b"two"), b"two");
     drop((tcp, c));
@@ -288,7 +299,60 @@ fn a_taken_udp_port_is_refused(kind: BackendKind) {
     assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
 }
 
+/// This thread's context switches so far.
+fn my_context_switches() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/status")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .map(|l| l.split(':').nth(1).unwrap().trim().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// The thread that started the server is not woken per datagram: on
+/// io_uring the kernel runs a multishot receive's work on the thread that
+/// submitted it, so a worker posts the receive, not `start`'s caller
+/// (which, posting it, was woken about 0.2-0.4 times per datagram).
+fn the_starting_thread_is_not_woken_per_datagram(kind: BackendKind) {
+    let Some(b) = builder(kind) else { return };
+    let (to_starter, starter_rx) = channel::<()>();
+    let (to_test, test_rx) = channel();
+    let starter = std::thread::spawn(move || {
+        let server = b
+            .udp(UdpEcho {
+                senders: Arc::default(),
+            })
+            .start(Echo)
+            .unwrap();
+        let first = my_context_switches();
+        to_test.send(server.udp_addr().unwrap()).unwrap();
+        starter_rx.recv().unwrap();
+        let woken = my_context_switches() - first;
+        server.stop();
+        woken
+    });
+    let to = test_rx.recv_timeout(LIMIT).unwrap();
+    let c = client("127.0.0.1".parse().unwrap());
+    let mut back = [0; 64];
+    let datagrams = 2000;
+    for i in 0..datagrams / 10 {
+        for j in 0..10u32 {
+            c.send_to(&(i * 10 + j).to_be_bytes(), to).unwrap();
+        }
+        for _ in 0..10 {
+            assert_eq!(recv_from(&c, &mut back).0, 4);
+        }
+    }
+    to_starter.send(()).unwrap();
+    let woken = starter.join().unwrap();
+    assert!(
+        woken < 20,
+        "the starting thread was switched {woken} times for {datagrams} datagrams"
+    );
+}
+
 both_backends!(
+    the_starting_thread_is_not_woken_per_datagram,
     udp_echo_ipv4,
     udp_echo_ipv6,
     a_truncated_datagram_is_reported,
