@@ -9,6 +9,9 @@
 //! churn500x64   500 at a time, 64 B
 //! idle          1000 connections held open, idle after one 64 B echo each
 //! idle5000      5000 of them
+//! udp100x512    100 UDP flows of 512 B datagrams, --pipeline outstanding each
+//! unix100x512   100 Unix stream connections (the servers' --unix socket)
+//! unixchurn     churn over Unix stream sockets
 //! ```
 
 use anyhow::Context;
@@ -28,11 +31,49 @@ pub enum Kind {
     Idle,
 }
 
+/// What a case's messages travel over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// TCP over loopback: the servers' first listener.
+    Tcp,
+    /// UDP datagrams to the servers' `--udp` socket (same port number).
+    Udp,
+    /// Unix stream sockets to the servers' `--unix PATH` listener.
+    Unix,
+}
+
+impl Transport {
+    /// `tcp`, `udp`, `unix`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+            Transport::Unix => "unix",
+        }
+    }
+
+    /// The transport named `s`.
+    ///
+    /// # Errors
+    /// When `s` is none of `tcp`, `udp`, `unix`.
+    pub fn parse(s: &str) -> anyhow::Result<Transport> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Transport::Tcp),
+            "udp" => Ok(Transport::Udp),
+            "unix" => Ok(Transport::Unix),
+            other => anyhow::bail!("{other:?} is not a transport (tcp, udp or unix)"),
+        }
+    }
+}
+
 /// One case of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Case {
     /// What the connections do.
     pub kind: Kind,
+    /// What they travel over (a `udp` or `unix` prefix; TCP without one).
+    pub transport: Transport,
     /// Connections (churn: open at a time).
     pub conns: usize,
     /// Bytes per message.
@@ -56,13 +97,21 @@ impl Case {
     /// When `s` is none of the forms above or a number is out of range.
     pub fn parse(s: &str, pipeline: usize) -> anyhow::Result<Case> {
         let t = s.trim().to_ascii_lowercase();
-        let case = if let Some(rest) = t.strip_prefix("churn") {
+        let (transport, t) = if let Some(rest) = t.strip_prefix("udp") {
+            (Transport::Udp, rest)
+        } else if let Some(rest) = t.strip_prefix("unix") {
+            (Transport::Unix, rest)
+        } else {
+            (Transport::Tcp, t.as_str())
+        };
+        let mut case = if let Some(rest) = t.strip_prefix("churn") {
             let (conns, size) = match rest.split_once(['x', '×']) {
                 Some((c, b)) => (count(c, CHURN_CONNS)?, bytes(b)?),
                 None => (count(rest, CHURN_CONNS)?, SMALL),
             };
             Case {
                 kind: Kind::Churn,
+                transport,
                 conns,
                 size,
                 pipeline: 1,
@@ -70,6 +119,7 @@ impl Case {
         } else if let Some(rest) = t.strip_prefix("idle") {
             Case {
                 kind: Kind::Idle,
+                transport,
                 conns: count(rest, IDLE_CONNS)?,
                 size: SMALL,
                 pipeline: 1,
@@ -84,6 +134,7 @@ impl Case {
             };
             Case {
                 kind: Kind::Echo,
+                transport,
                 conns: c.trim().parse().context("connections")?,
                 size: bytes(b)?,
                 pipeline: p,
@@ -93,6 +144,7 @@ impl Case {
             (1..=100_000).contains(&case.conns),
             "connections must be 1..=100000"
         );
+        case = case.over(case.transport)?;
         anyhow::ensure!(
             (1..=16 << 20).contains(&case.size),
             "size must be 1 B..=16 MiB"
@@ -102,6 +154,25 @@ impl Case {
             "pipeline must be 1..=1024"
         );
         Ok(case)
+    }
+
+    /// The case over `transport`.
+    ///
+    /// # Errors
+    /// Idle cases are TCP only; UDP has echo cases only, of datagrams of
+    /// 24 B (the load's header) up to 65507 B.
+    pub fn over(self, transport: Transport) -> anyhow::Result<Case> {
+        match (transport, self.kind) {
+            (Transport::Tcp, _) | (Transport::Unix, Kind::Echo | Kind::Churn) => {}
+            (Transport::Udp, Kind::Echo) => anyhow::ensure!(
+                (crate::load::DGRAM_HEADER..=crate::load::DGRAM_MAX).contains(&self.size),
+                "a UDP datagram must be {}..={} B",
+                crate::load::DGRAM_HEADER,
+                crate::load::DGRAM_MAX
+            ),
+            (t, k) => anyhow::bail!("{k:?} cases do not run over {}", t.name()),
+        }
+        Ok(Case { transport, ..self })
     }
 
     /// Parses a comma-separated list's items, naming the one that fails.
@@ -122,13 +193,18 @@ impl Case {
         } else {
             format!("{} B", self.size)
         };
+        let over = match self.transport {
+            Transport::Tcp => "",
+            Transport::Udp => "udp ",
+            Transport::Unix => "unix ",
+        };
         match self.kind {
             Kind::Echo if self.pipeline > 1 => {
-                format!("{} × {size}, {} in flight", self.conns, self.pipeline)
+                format!("{over}{} × {size}, {} in flight", self.conns, self.pipeline)
             }
-            Kind::Echo => format!("{} × {size}", self.conns),
-            Kind::Churn => format!("churn {} × {size}", self.conns),
-            Kind::Idle => format!("idle {}", self.conns),
+            Kind::Echo => format!("{over}{} × {size}", self.conns),
+            Kind::Churn => format!("{over}churn {} × {size}", self.conns),
+            Kind::Idle => format!("{over}idle {}", self.conns),
         }
     }
 
@@ -163,11 +239,12 @@ fn bytes(s: &str) -> anyhow::Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Case, Kind};
+    use super::{Case, Kind, Transport};
 
     fn echo(conns: usize, size: usize, pipeline: usize) -> Case {
         Case {
             kind: Kind::Echo,
+            transport: Transport::Tcp,
             conns,
             size,
             pipeline,
@@ -206,6 +283,38 @@ mod tests {
     }
 
     #[test]
+    fn udp_and_unix_cases_parse() {
+        let c = Case::parse("udp100x512", 1).unwrap();
+        assert_eq!(
+            c,
+            Case {
+                transport: Transport::Udp,
+                ..echo(100, 512, 1)
+            }
+        );
+        assert_eq!(c.label(), "udp 100 × 512 B");
+        assert_eq!(c.figure(), "CPU µs/msg");
+        let c = Case::parse("UDP10x64p8", 1).unwrap();
+        assert_eq!((c.transport, c.pipeline), (Transport::Udp, 8));
+        assert_eq!(c.label(), "udp 10 × 64 B, 8 in flight");
+        let c = Case::parse("unix100x512", 1).unwrap();
+        assert_eq!((c.transport, c.kind), (Transport::Unix, Kind::Echo));
+        assert_eq!(c.label(), "unix 100 × 512 B");
+        let c = Case::parse("unixchurn50", 1).unwrap();
+        assert_eq!(
+            (c.transport, c.kind, c.conns),
+            (Transport::Unix, Kind::Churn, 50)
+        );
+        // A TCP case moved over another transport, as `NAME:TRANSPORT` does.
+        let c = Case::parse("100x512", 1).unwrap().over(Transport::Unix);
+        assert_eq!(c.unwrap().transport, Transport::Unix);
+        assert!(Case::parse("idle", 1)
+            .unwrap()
+            .over(Transport::Udp)
+            .is_err());
+    }
+
+    #[test]
     fn bad_cases_are_refused() {
         for bad in [
             "100",
@@ -218,6 +327,12 @@ mod tests {
             "idlefoo",
             "10x0",
             "10x64p2000",
+            "udpchurn",
+            "udpidle",
+            "unixidle",
+            "udp10x16",
+            "udp10x65508",
+            "udp",
         ] {
             assert!(Case::parse(bad, 1).is_err(), "{bad:?} parsed");
         }

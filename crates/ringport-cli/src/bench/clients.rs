@@ -57,7 +57,7 @@ pub fn run_one(
                 };
                 let run = if which == 0 {
                     // One message in flight, as the epoll client keeps.
-                    let cfg = super::load_config(a, p, case, s, Some(1));
+                    let cfg = super::load_config(a, p, case, s, Some(1))?;
                     let r = load::run_load(&cfg, &mut hook)?;
                     if r.mismatch.is_none() {
                         if let Some(why) = r.stopped_early {
@@ -122,5 +122,6 @@ pub fn run_one(
         errors: 0,
         window_s: run.window_s,
         steal_share: stolen / run.window_s.max(1e-9),
+        lost: None,
     })
 }

@@ -76,6 +76,7 @@ pub fn run_one(
                     errors: 0,
                     window_s: setup_s,
                     steal_share: 0.0,
+                    lost: None,
                 })
             })
             .join()

@@ -8,7 +8,16 @@
 //! `/proc/PID/stat`) is sampled at the start and end of the measured window:
 //! on a 2-core machine the client saturates, so CPU time per echoed message
 //! is the figure that ranks servers.
-
+//!
+//! Cases prefixed `udp` (`udp100x512`) send datagrams to the servers'
+//! `--udp` echo (`ringport echo --udp`, `ringport tokio-echo --udp`: the
+//! same port number as their TCP echo), through `ringport load --udp`'s
+//! engine: datagrams per second, server CPU per datagram, and the datagrams
+//! lost. Cases prefixed `unix` connect to the servers' `--unix PATH`
+//! listener. A server listed as `NAME:TRANSPORT` in `--servers` runs every
+//! case over that transport: `--servers ringport:unix,ringport --cases
+//! 100x512` compares one server's CPU per message over Unix sockets with
+//! the same over TCP loopback, paired round by round.
 mod case;
 mod chart;
 mod clients;
@@ -16,16 +25,16 @@ mod idle;
 mod report;
 mod server;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::load::{self, Mode, Phase};
-pub use case::{Case, Kind};
+pub use case::{Case, Kind, Transport};
 use report::{CaseResult, Machine, Results, RoundResult};
-use server::{Server, SyscallCount};
+use server::{Extra, Server, SyscallCount};
 
 /// Flags of `ringport bench`.
 #[derive(clap::Args, Debug)]
@@ -38,6 +47,10 @@ pub struct Args {
     /// connections, 64 B messages, 4 in flight each), `churn[N[xSIZE]]` (N
     /// connections at a time: connect, one echo, close; default 100 × 64 B),
     /// `idle[N]` (N idle connections: server memory each; default 1000).
+    /// Prefixed `udp` (`udp100x512`: 100 UDP flows of 512 B datagrams,
+    /// `--pipeline` outstanding each) or `unix` (`unix100x512`, `unixchurn`:
+    /// over the servers' Unix stream socket), the servers are started with
+    /// `--udp` or `--unix PATH` and loaded there.
     /// Default: the demo, `idle,1000x512,100x16k,1000x64p4,churn`.
     #[arg(long, value_delimiter = ',')]
     pub cases: Vec<String>,
@@ -98,11 +111,17 @@ pub struct Args {
     /// server of `--servers`; the CPU figures are the clients' own.
     #[arg(long)]
     pub clients: bool,
-    /// Which servers to run, in this order.
+    /// Which servers to run, in this order. `NAME:TRANSPORT` (tcp, udp or
+    /// unix) runs that server, a process of its own, with every case moved
+    /// over the transport: `ringport:unix,ringport` pairs Unix sockets
+    /// against TCP loopback for one server.
     #[arg(long, value_delimiter = ',', default_value = "ringport,tokio")]
     pub servers: Vec<String>,
     /// Command for the ringport server instead of `ringport echo ...`
-    /// (whitespace-separated; it must print `listening on ADDR`).
+    /// (whitespace-separated; it must print `listening on ADDR`). As for
+    /// every server command, `--udp` and `--unix PATH` are appended when a
+    /// case needs them, and it must then print `listening on udp ADDR` /
+    /// `listening on unix PATH` too.
     #[arg(long, hide = true)]
     pub ringport_cmd: Option<String>,
     /// Command for the tokio server instead of `ringport tokio-echo ...`.
@@ -152,8 +171,10 @@ fn plan(a: &Args) -> anyhow::Result<Plan> {
             cases.retain(|c| c.kind == Kind::Echo);
         }
         anyhow::ensure!(
-            cases.iter().all(|c| c.kind == Kind::Echo),
-            "--clients ranks load generators on echo cases (CONNSxSIZE[pN]) only"
+            cases
+                .iter()
+                .all(|c| c.kind == Kind::Echo && c.transport == Transport::Tcp),
+            "--clients ranks load generators on TCP echo cases (CONNSxSIZE[pN]) only"
         );
     }
     // The demo fits in about a minute: 4 loaded cases × 3 rounds × 2
@@ -198,7 +219,42 @@ fn plan(a: &Args) -> anyhow::Result<Plan> {
     })
 }
 
-fn server_argv(a: &Args, name: &str) -> anyhow::Result<Vec<String>> {
+/// A `--servers` entry: the server's name and the transport it is pinned
+/// to, if any (`ringport:unix`).
+fn server_spec(entry: &str) -> anyhow::Result<(&str, Option<Transport>)> {
+    match entry.split_once(':') {
+        Some((name, t)) => Ok((name, Some(Transport::parse(t)?))),
+        None => Ok((entry, None)),
+    }
+}
+
+/// The extra listeners a server running `cases` (over `pinned`, if given)
+/// needs, its Unix socket in `out`.
+fn extras(cases: &[Case], pinned: Option<Transport>, entry: &str, out: &Path) -> Extra {
+    let used = |t: Transport| cases.iter().any(|c| pinned.unwrap_or(c.transport) == t);
+    let file: String = entry
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    Extra {
+        udp: used(Transport::Udp),
+        unix: used(Transport::Unix).then(|| out.join(format!("{file}.sock"))),
+    }
+}
+
+fn server_argv(a: &Args, name: &str, extra: &Extra) -> anyhow::Result<Vec<String>> {
+    let mut argv = base_argv(a, name)?;
+    if extra.udp {
+        argv.push("--udp".into());
+    }
+    if let Some(p) = &extra.unix {
+        argv.push("--unix".into());
+        argv.push(p.to_string_lossy().into_owned());
+    }
+    Ok(argv)
+}
+
+fn base_argv(a: &Args, name: &str) -> anyhow::Result<Vec<String>> {
     let split = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
     let exe = std::env::current_exe()
         .context("locating this binary")?
@@ -274,17 +330,30 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         &a.servers[..]
     };
-    for name in names {
-        let argv = server_argv(&a, name)?;
+    for entry in names {
+        let (name, pinned) = server_spec(entry)?;
+        for case in &p.cases {
+            case.over(pinned.unwrap_or(case.transport))
+                .with_context(|| format!("server {entry} in case {}", case.label()))?;
+        }
+        let extra = extras(&p.cases, pinned, entry, &a.out);
+        if let Some(path) = &extra.unix {
+            // A socket left behind by a server that was killed.
+            let _ = std::fs::remove_file(path);
+        }
+        let argv = server_argv(&a, name, &extra)?;
         let mut env = vec![("RUST_LOG".to_string(), a.server_log.clone())];
         if name == "ringport" {
             if let Some(b) = a.backend {
                 env.push(("RINGPORT_BACKEND".to_string(), b.name().to_string()));
             }
         }
-        let log = a.out.join(format!("server-{name}.log"));
-        let s = Server::start(name, &argv, &env, p.server_cpu, &log)?;
-        eprintln!("{name}: {} (pid {}, {argv:?})", s.banner, s.pid());
+        let log = a
+            .out
+            .join(format!("server-{}.log", entry.replace(':', "-")));
+        let mut s = Server::start(entry, &argv, &env, p.server_cpu, &log, &extra)?;
+        s.transport = pinned;
+        eprintln!("{entry}: {} (pid {}, {argv:?})", s.banner, s.pid());
         servers.push(s);
     }
     anyhow::ensure!(!servers.is_empty(), "no servers to run");
@@ -349,12 +418,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                     ),
                 };
                 eprintln!(
-                    "[{n}/{total}] {} {:<13} round {}: {figures}{}{}",
+                    "[{n}/{total}] {} {:<13} round {}: {figures}{}{}{}",
                     case.label(),
                     cr.servers[row].server,
                     round + 1,
                     r.syscalls_per_msg
                         .map_or(String::new(), |v| format!("  {v:.2} syscalls/msg")),
+                    r.lost.map_or(String::new(), |(lost, sent)| format!(
+                        "  lost {lost} of {sent}"
+                    )),
                     if r.steal_share >= STEAL_NOTE {
                         format!(
                             "  ({:.0}% stolen by the hypervisor: noisy)",
@@ -411,7 +483,7 @@ fn run_one(
     tick: u64,
     perf: bool,
 ) -> anyhow::Result<RoundResult> {
-    let cfg = load_config(a, p, case, s, None);
+    let cfg = load_config(a, p, case, s, None)?;
     let pid = s.pid();
     let (load_cpu, server_cpu) = (p.load_cpu, p.server_cpu);
     let duration = p.duration;
@@ -493,19 +565,39 @@ fn run_one(
         errors: report.errors,
         window_s,
         steal_share: s1.saturating_sub(s0) as f64 / tick as f64 / window_s.max(1e-9),
+        lost: report.dgram.as_ref().map(|d| (d.lost, d.sent)),
     })
 }
 
-/// The load one bench run puts on `s` (`pipeline` overrides the case's).
+/// Longest a bench run waits for a datagram's echo before counting it lost
+/// (a lost datagram holds its window slot that long: short, so that loss in
+/// a full socket buffer does not idle a flow for long; long against the
+/// loaded machine's worst echo times of some tens of milliseconds).
+const UDP_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The load one bench run puts on `s` (`pipeline` overrides the case's),
+/// over the transport `s` is pinned to or else the case's.
 fn load_config(
     a: &Args,
     p: &Plan,
     case: &Case,
     s: &Server,
     pipeline: Option<usize>,
-) -> load::Config {
-    load::Config {
-        addr: s.addr,
+) -> anyhow::Result<load::Config> {
+    let missing = |what: &str| {
+        anyhow::anyhow!(
+            "the {} server printed no `listening on {what}` line",
+            s.name
+        )
+    };
+    let target = match s.transport.unwrap_or(case.transport) {
+        Transport::Tcp => load::Target::Tcp(s.addr),
+        Transport::Udp => load::Target::Udp(s.udp.ok_or_else(|| missing("udp ADDR"))?),
+        Transport::Unix => load::Target::Unix(s.unix.clone().ok_or_else(|| missing("unix PATH"))?),
+    };
+    Ok(load::Config {
+        target,
+        timeout: UDP_TIMEOUT,
         conns: case.conns,
         size: case.size,
         pipeline: pipeline.unwrap_or(case.pipeline),
@@ -520,7 +612,7 @@ fn load_config(
         backend: a.load_backend,
         pooled: true,
         progress: false,
-    }
+    })
 }
 
 fn clone_err(e: &anyhow::Error) -> anyhow::Error {

@@ -38,6 +38,8 @@ pub struct RoundResult {
     /// Share of the window the measured CPU lost to the hypervisor (steal
     /// time): rounds with much of it are noise.
     pub steal_share: f64,
+    /// UDP cases: datagrams lost of those sent in the window.
+    pub lost: Option<(u64, u64)>,
 }
 
 /// Medians over the rounds of one server in one case.
@@ -413,6 +415,24 @@ impl Results {
                 }
             }
         }
+        for c in &self.cases {
+            for s in &c.servers {
+                let lost: Vec<(u64, u64)> = s.rounds.iter().filter_map(|r| r.lost).collect();
+                if lost.is_empty() {
+                    continue;
+                }
+                let (n, of) = lost.iter().fold((0, 0), |(n, of), (l, s)| (n + l, of + s));
+                let _ = writeln!(
+                    t,
+                    "{} {}: {n} of {of} datagrams lost ({:.3}%) in {} of {} runs",
+                    c.label,
+                    s.server,
+                    n as f64 * 100.0 / of.max(1) as f64,
+                    lost.iter().filter(|(l, _)| *l > 0).count(),
+                    lost.len()
+                );
+            }
+        }
         let rounds: Vec<f64> = self
             .cases
             .iter()
@@ -525,6 +545,7 @@ mod tests {
             errors: 0,
             window_s: 1.0,
             steal_share: 0.0,
+            lost: None,
         }
     }
 

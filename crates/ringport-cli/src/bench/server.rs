@@ -1,16 +1,19 @@
 //! The servers under test: spawned pinned, their address read from their
-//! first stdout line, their CPU time read from `/proc`, killed on drop.
+//! first stdout line (and the extra listeners' from the lines after it:
+//! `listening on udp ADDR`, `listening on unix PATH`), their CPU time read
+//! from `/proc`, killed on drop.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context;
 
+use super::case::Transport;
 use crate::affinity;
 
 /// How long a server may take to print its address.
@@ -24,18 +27,36 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Its first stdout line, as printed.
     pub banner: String,
+    /// Where it serves UDP, if started with `--udp`.
+    pub udp: Option<SocketAddr>,
+    /// Its Unix stream socket, if started with `--unix PATH`.
+    pub unix: Option<PathBuf>,
+    /// The transport its runs use whatever the case says (a server listed
+    /// as `NAME:TRANSPORT`).
+    pub transport: Option<Transport>,
     child: Child,
+}
+
+/// The extra listeners a server is asked for, whose lines it must print.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// `--udp`: wait for `listening on udp ADDR`.
+    pub udp: bool,
+    /// `--unix PATH`: wait for `listening on unix PATH`.
+    pub unix: Option<PathBuf>,
 }
 
 impl Server {
     /// Spawns `argv` pinned to `cpu`, with `env` added, stderr to `log`, and
-    /// waits for its `listening on ADDR` line.
+    /// waits for its `listening on ADDR` line, then for the lines of the
+    /// `extra` listeners.
     pub fn start(
         name: &str,
         argv: &[String],
         env: &[(String, String)],
         cpu: Option<usize>,
         log: &Path,
+        extra: &Extra,
     ) -> anyhow::Result<Server> {
         let (prog, args) = argv.split_first().context("empty server command")?;
         let mut cmd = Command::new(prog);
@@ -47,17 +68,22 @@ impl Server {
         let mut child = affinity::spawn_pinned(cmd, cpu)?;
         let stdout = child.stdout.take().context("server stdout")?;
         let (tx, rx) = mpsc::channel();
-        // Reads the first line, then keeps draining so the server never
-        // blocks on a full pipe.
+        // Hands on every line (the receiver stops listening after the
+        // listeners' lines), draining so the server never blocks on a full
+        // pipe.
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {}
+            for line in BufReader::new(stdout).lines() {
+                let _ = tx.send(Some(line));
+            }
+            let _ = tx.send(None);
         });
         let mut server = Server {
             name: name.to_string(),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             banner: String::new(),
+            udp: None,
+            unix: None,
+            transport: None,
             child,
         };
         let first = match rx.recv_timeout(START_LIMIT) {
@@ -74,6 +100,28 @@ impl Server {
         server.addr = parse_banner(&first)
             .with_context(|| format!("{name} server printed {first:?}, not `listening on ADDR`"))?;
         server.banner = first;
+        let deadline = std::time::Instant::now() + START_LIMIT;
+        while (extra.udp && server.udp.is_none()) || (extra.unix.is_some() && server.unix.is_none())
+        {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(Some(Ok(line))) => line,
+                Ok(_) => anyhow::bail!(
+                    "{name} server closed stdout before printing its extra listeners \
+                     (`listening on udp ADDR` / `listening on unix PATH`); see {}",
+                    log.display()
+                ),
+                Err(_) => anyhow::bail!(
+                    "{name} server did not print `listening on udp ADDR` / `listening on unix \
+                     PATH` within {START_LIMIT:?}"
+                ),
+            };
+            match parse_extra(&line) {
+                Some(Listener::Udp(a)) => server.udp = Some(a),
+                Some(Listener::Unix(p)) => server.unix = Some(p),
+                None => {}
+            }
+        }
         Ok(server)
     }
 
@@ -92,7 +140,28 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Killed, it could not remove its socket.
+        if let Some(p) = &self.unix {
+            let _ = std::fs::remove_file(p);
+        }
     }
+}
+
+/// An extra listener's line.
+#[derive(Debug, PartialEq)]
+enum Listener {
+    Udp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// `listening on udp ADDR` or `listening on unix PATH`.
+fn parse_extra(line: &str) -> Option<Listener> {
+    let rest = line.trim().strip_prefix("listening on ")?;
+    if let Some(a) = rest.strip_prefix("udp ") {
+        return a.split_whitespace().next()?.parse().ok().map(Listener::Udp);
+    }
+    let path = rest.strip_prefix("unix ")?.trim();
+    (!path.is_empty()).then(|| Listener::Unix(PathBuf::from(path)))
 }
 
 /// `listening on 127.0.0.1:PORT` with anything after the address.
@@ -222,6 +291,16 @@ mod tests {
             Some("127.0.0.1:1".parse().unwrap())
         );
         assert_eq!(parse_banner("hello"), None);
+        assert_eq!(
+            parse_extra("listening on udp 127.0.0.1:5150"),
+            Some(Listener::Udp("127.0.0.1:5150".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_extra("listening on unix /tmp/e.sock"),
+            Some(Listener::Unix("/tmp/e.sock".into()))
+        );
+        assert_eq!(parse_extra("listening on 127.0.0.1:1"), None);
+        assert_eq!(parse_extra("listening on unix "), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The load loop: one completion port, one thread, every connection a small
-//! state machine driven by its completions.
+//! The stream load loop (TCP or Unix stream sockets): one completion port,
+//! one thread, every connection a small state machine driven by its
+//! completions.
 //!
 //! Echo mode: per connection one receive stays posted and up to `pipeline`
 //! messages are in flight (each a `send_all` of `size` bytes cut from a seeded
@@ -10,7 +11,6 @@
 //! starts over.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -20,10 +20,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{RngCore, SeedableRng};
 use ringport::op;
 use ringport::{Completion, CompletionPort, GetError, Handle, OpKind};
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::stats::{secs, Latency, Report};
-use super::{Config, Mode};
+use super::{Config, Mode, Target};
 
 /// Moments the caller may want to act on (the bench samples the server's CPU
 /// time at both).
@@ -98,6 +98,9 @@ impl Conn {
 
 struct Engine<'a> {
     cfg: &'a Config,
+    /// Where every connection goes (an IP address or a Unix path).
+    to: SockAddr,
+    unix: bool,
     port: CompletionPort,
     block: Vec<u8>,
     conns: Vec<Conn>,
@@ -135,12 +138,21 @@ struct Engine<'a> {
     retry: VecDeque<usize>,
 }
 
-/// Runs one load as configured; `hook` is called at the window's start and
-/// end. Returns the report even when an echo mismatched (in `mismatch`).
+/// Runs one stream load (TCP or Unix) as configured; `hook` is called at
+/// the window's start and end. Returns the report even when an echo
+/// mismatched (in `mismatch`).
 ///
 /// # Errors
-/// When the port cannot be created or fails.
+/// When the port cannot be created or fails, or the target is not a stream.
 pub fn run_load(cfg: &Config, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<Report> {
+    let (to, unix) = match &cfg.target {
+        Target::Tcp(addr) => (SockAddr::from(*addr), false),
+        Target::Unix(path) => (
+            SockAddr::unix(path).with_context(|| format!("{}", path.display()))?,
+            true,
+        ),
+        Target::Udp(_) => anyhow::bail!("the stream load does not send datagrams"),
+    };
     // One thread posts and reaps: the ring can be single-issuer with
     // deferred task work (no wake-up interrupts, task work run in batches).
     let mut b = CompletionPort::builder()
@@ -159,6 +171,8 @@ pub fn run_load(cfg: &Config, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<Rep
     hist.auto(true);
     let mut e = Engine {
         cfg,
+        to,
+        unix,
         port,
         block,
         conns: (0..cfg.conns)
@@ -367,7 +381,8 @@ impl Engine<'_> {
         let mut r = Report {
             mode: self.cfg.mode,
             backend: self.port.backend().to_string(),
-            addr: self.cfg.addr.to_string(),
+            transport: self.cfg.target.transport().to_string(),
+            addr: self.cfg.target.to_string(),
             conns: self.cfg.conns,
             size: self.cfg.size,
             pipeline: self.cfg.pipeline,
@@ -385,6 +400,7 @@ impl Engine<'_> {
             mismatch: self.mismatch.clone(),
             stopped_early: self.stopped_early.clone(),
             failures: Vec::new(),
+            dgram: None,
         };
         r.window(self.window.map(|(a, b)| b.duration_since(a)), complete);
         r.failures = self.failures(&r);
@@ -491,9 +507,13 @@ impl Engine<'_> {
     }
 
     fn new_socket(&self, i: usize) -> anyhow::Result<Handle> {
-        let addr: SocketAddr = self.cfg.addr;
-        let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        s.set_tcp_nodelay(true)?;
+        let s = if self.unix {
+            Socket::new(Domain::UNIX, Type::STREAM, None)?
+        } else {
+            let s = Socket::new(self.to.domain(), Type::STREAM, Some(Protocol::TCP))?;
+            s.set_tcp_nodelay(true)?;
+            s
+        };
         s.set_nonblocking(true)?;
         Ok(self.port.associate(OwnedFd::from(s), self.key(i))?)
     }
@@ -501,7 +521,7 @@ impl Engine<'_> {
     fn connect(&mut self, i: usize, now: Instant) {
         let res = self
             .new_socket(i)
-            .and_then(|h| Ok((self.port.submit(op::Connect::new(&h, self.cfg.addr))?, h)));
+            .and_then(|h| Ok((self.port.submit(op::Connect::new(&h, self.to.clone()))?, h)));
         match res {
             Ok((_, h)) => {
                 let c = &mut self.conns[i];

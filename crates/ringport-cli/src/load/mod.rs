@@ -8,26 +8,86 @@
 //! time: connections per second. The run always ends by itself after
 //! `--warmup` + `--duration` (plus a bounded connect phase).
 //!
-//! Exit codes: 0 when every echo was verified and nothing went wrong; 3 at
-//! an echo mismatch; 1 for every other failure. Each failure is said on
+//! `--unix PATH` runs the same over Unix stream sockets connected to PATH.
+//! `--udp` sends datagrams instead (see the `dgram` module): `--conns`
+//! flows, each its own UDP socket with up to `--pipeline` datagrams
+//! outstanding; every datagram carries its flow, its sequence number and a
+//! checksum, and every echo is checked. A datagram not echoed within
+//! `--timeout` counts as lost: loss is counted and reported (`lost N`), as
+//! UDP may drop; a corrupted, mis-sized, misdirected or never-sent datagram
+//! is a mismatch and fails the run.
+//!
+//! Exit codes: 0 when every echo was verified and nothing went wrong (in
+//! UDP mode lost datagrams alone are not a failure, unless a flow got none
+//! of at least three windows' worth sent in the measured window back: a
+//! server ignoring a peer); 3 at an echo mismatch; 1 for every other
+//! failure. Each failure is said on
 //! stderr (`ringport load: ...`) and listed in the report's `failures`:
 //! connections that failed (counted by kind), connections no echo came back
 //! from, a window in which no echo was completed. A run that stops before
 //! its window ends gives no rates, and says why.
 
 pub mod baseline;
+mod dgram;
 mod engine;
 mod stats;
 
+use std::fmt;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 
-pub use engine::{run_load, Phase};
-pub use stats::Latency;
+pub use dgram::{HEADER as DGRAM_HEADER, MAX_SIZE as DGRAM_MAX};
+pub use engine::Phase;
+pub use stats::{Latency, Report};
+
+/// Where the load sends its messages, and over what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// TCP connections to an address.
+    Tcp(SocketAddr),
+    /// Unix stream connections to a socket path.
+    Unix(PathBuf),
+    /// UDP flows (one socket each) sending datagrams to an address.
+    Udp(SocketAddr),
+}
+
+impl Target {
+    /// `tcp`, `unix` or `udp`.
+    pub fn transport(&self) -> &'static str {
+        match self {
+            Target::Tcp(_) => "tcp",
+            Target::Unix(_) => "unix",
+            Target::Udp(_) => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Tcp(a) | Target::Udp(a) => a.fmt(f),
+            Target::Unix(p) => p.display().fmt(f),
+        }
+    }
+}
+
+/// Runs one load as configured (over the configured transport); `hook` is
+/// called at the window's start and end. Returns the report even when an
+/// echo mismatched (in `mismatch`).
+///
+/// # Errors
+/// When the port cannot be created or fails.
+pub fn run_load(cfg: &Config, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<Report> {
+    match cfg.target {
+        Target::Udp(_) => dgram::run_dgram(cfg, hook),
+        Target::Tcp(_) | Target::Unix(_) => engine::run_load(cfg, hook),
+    }
+}
 
 /// What the load does with each connection.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -51,16 +111,29 @@ pub enum Recv {
 /// Flags of `ringport load`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// The echo server to load (only this address is ever connected to).
-    #[arg(long)]
-    pub addr: SocketAddr,
-    /// Connections (echo: kept open; churn: opened at a time).
+    /// The echo server to load (only this address is ever connected to;
+    /// with `--udp`, the only address datagrams are sent to).
+    #[arg(long, required_unless_present = "unix")]
+    pub addr: Option<SocketAddr>,
+    /// Datagrams instead of TCP: UDP flows to `--addr`, each its own socket.
+    #[arg(long, conflicts_with = "unix")]
+    pub udp: bool,
+    /// A Unix stream socket path to connect to instead of `--addr`.
+    #[arg(long, value_name = "PATH", conflicts_with = "addr")]
+    pub unix: Option<PathBuf>,
+    /// With `--udp`: seconds after which a datagram not echoed counts as
+    /// lost (its window slot is then reused).
+    #[arg(long, default_value_t = 1.0)]
+    pub timeout: f64,
+    /// Connections (echo: kept open; churn: opened at a time; with `--udp`:
+    /// flows).
     #[arg(long, default_value_t = 100)]
     pub conns: usize,
     /// Bytes per message.
     #[arg(long, default_value_t = 512)]
     pub size: usize,
-    /// Messages in flight per connection.
+    /// Messages in flight per connection (with `--udp`: the window of
+    /// datagrams outstanding per flow).
     #[arg(long, default_value_t = 1)]
     pub pipeline: usize,
     /// Seconds measured (fractions allowed).
@@ -97,9 +170,11 @@ pub struct Args {
 /// A validated load configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Server address.
-    pub addr: SocketAddr,
-    /// Connections.
+    /// Where and over what.
+    pub target: Target,
+    /// UDP: how long a datagram's echo is awaited before it counts as lost.
+    pub timeout: Duration,
+    /// Connections (UDP: flows).
     pub conns: usize,
     /// Bytes per message.
     pub size: usize,
@@ -149,8 +224,33 @@ impl Args {
         if let Some(r) = self.rate {
             anyhow::ensure!(r.is_finite() && r > 0.0, "--rate must be > 0");
         }
+        anyhow::ensure!(
+            self.timeout.is_finite() && self.timeout >= 0.001 && self.timeout <= 3600.0,
+            "--timeout must be 0.001..=3600"
+        );
+        let target = match (&self.unix, self.addr) {
+            (Some(path), _) => Target::Unix(path.clone()),
+            (None, Some(addr)) if self.udp => Target::Udp(addr),
+            (None, Some(addr)) => Target::Tcp(addr),
+            (None, None) => anyhow::bail!("--addr or --unix is needed"),
+        };
+        if let Target::Udp(_) = target {
+            anyhow::ensure!(
+                self.mode == Mode::Echo,
+                "--udp has no churn mode (datagrams have no connections)"
+            );
+            anyhow::ensure!(self.rate.is_none(), "--rate is not supported with --udp");
+            anyhow::ensure!(
+                (dgram::HEADER..=dgram::MAX_SIZE).contains(&self.size),
+                "--size must be {}..={} with --udp (a datagram carries a {}-byte header)",
+                dgram::HEADER,
+                dgram::MAX_SIZE,
+                dgram::HEADER
+            );
+        }
         Ok(Config {
-            addr: self.addr,
+            target,
+            timeout: Duration::from_secs_f64(self.timeout),
             conns: self.conns,
             size: self.size,
             pipeline: if self.mode == Mode::Churn {

@@ -50,20 +50,37 @@ impl Latency {
     }
 }
 
+/// What a datagram (UDP) run counted besides the echoes.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DgramCounts {
+    /// Datagrams sent in the measured window.
+    pub sent: u64,
+    /// Of those, the ones whose echo did not come back within the timeout
+    /// (the run waits at most one timeout after the window for them).
+    pub lost: u64,
+    /// Echoes that came back after their datagram was counted lost (or
+    /// twice): not verified again, not counted as echoes.
+    pub late: u64,
+    /// The timeout in seconds.
+    pub timeout_s: f64,
+}
+
 /// The result of one load run (the measured window only).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Report {
     /// echo or churn.
     pub mode: Mode,
+    /// tcp, unix or udp.
+    pub transport: String,
     /// The load's own port backend.
     pub backend: String,
-    /// Server address.
+    /// Server address (a socket path over Unix sockets).
     pub addr: String,
-    /// Connections.
+    /// Connections (UDP: flows).
     pub conns: usize,
     /// Bytes per message.
     pub size: usize,
-    /// Messages in flight per connection.
+    /// Messages in flight per connection (UDP: the window per flow).
     pub pipeline: usize,
     /// Length of the measured window in seconds; `None` when the run
     /// stopped before the window began.
@@ -103,6 +120,9 @@ pub struct Report {
     /// Why the run failed, one sentence each; empty when every echo was
     /// verified and nothing went wrong.
     pub failures: Vec<String>,
+    /// UDP runs: datagrams sent, lost and late.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dgram: Option<DgramCounts>,
 }
 
 impl Report {
@@ -142,19 +162,28 @@ impl Report {
             Mode::Churn => "conns",
         };
         let mut s = String::new();
-        let _ = write!(
-            s,
-            "{} {} × {} B (pipeline {}) on {} [{}]",
-            match self.mode {
-                Mode::Echo => "echo",
-                Mode::Churn => "churn",
-            },
-            self.conns,
-            self.size,
-            self.pipeline,
-            self.addr,
-            self.backend,
-        );
+        let mode = match self.mode {
+            Mode::Echo => "echo",
+            Mode::Churn => "churn",
+        };
+        let _ = if self.dgram.is_some() {
+            write!(
+                s,
+                "udp {mode} {} flows × {} B (window {}) to {} [{}]",
+                self.conns, self.size, self.pipeline, self.addr, self.backend,
+            )
+        } else {
+            let over = if self.transport == "unix" {
+                "unix "
+            } else {
+                ""
+            };
+            write!(
+                s,
+                "{mode} {} × {} B (pipeline {}) on {over}{} [{}]",
+                self.conns, self.size, self.pipeline, self.addr, self.backend,
+            )
+        };
         let _ = match (self.window_s, &self.stopped_early) {
             (Some(w), None) => writeln!(s, " for {}", secs(w)),
             (Some(w), Some(_)) => writeln!(s, " for {}, cut short", secs(w)),
@@ -173,6 +202,21 @@ impl Report {
                 s,
                 "  latency µs: p50 {:.0}  p90 {:.0}  p99 {:.0}  p99.9 {:.0}  max {:.0}",
                 l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+            );
+        }
+        if let Some(d) = &self.dgram {
+            let share = if d.sent > 0 {
+                d.lost as f64 * 100.0 / d.sent as f64
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                s,
+                "  lost {} of {} sent in the window ({share:.3}%; timeout {}), {} late",
+                d.lost,
+                d.sent,
+                secs(d.timeout_s),
+                d.late
             );
         }
         s
