@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::{RngCore, SeedableRng};
 use ringport::op;
 use ringport::{Completion, CompletionPort, GetError, Handle, OpKind};
@@ -36,6 +35,7 @@ use rustix::io::Errno;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::engine::Phase;
+use super::progress::Progress;
 use super::stats::{secs, DgramCounts, Latency, Report};
 use super::{Config, Target};
 
@@ -232,14 +232,7 @@ fn field<const N: usize>(d: &[u8], at: usize) -> [u8; N] {
 
 impl Engine<'_> {
     fn run(&mut self, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<()> {
-        let bar = self.cfg.progress.then(|| {
-            let bar = ProgressBar::new_spinner();
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("style"),
-            );
-            bar
-        });
-        let mut last_draw = (Instant::now(), 0u64);
+        let mut progress = Progress::new(self.cfg.progress);
         for i in 0..self.flows.len() {
             self.open(i);
         }
@@ -275,22 +268,11 @@ impl Engine<'_> {
                 self.next_scan = now + self.scan_every;
             }
             self.advance(now, hook);
-            if let Some(bar) = &bar {
-                let dt = now.duration_since(last_draw.0);
-                if dt >= Duration::from_millis(250) {
-                    let rate = (self.done_total - last_draw.1) as f64 / dt.as_secs_f64();
-                    bar.set_message(format!(
-                        "{:?}: {rate:.0}/s, {} lost, {} errors",
-                        self.stage, self.lost, self.errors
-                    ));
-                    bar.tick();
-                    last_draw = (now, self.done_total);
-                }
-            }
+            progress.draw(now, self.done_total, self.stage, || {
+                format!("{} lost, {} errors", self.lost, self.errors)
+            });
         }
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
+        progress.finish();
         Ok(())
     }
 

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::{RngCore, SeedableRng};
 use ringport::op;
 use ringport::{Completion, CompletionPort, GetError, Handle, OpKind};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::progress::Progress;
 use super::stats::{secs, Latency, Report};
 use super::{Config, Mode, Target};
 
@@ -220,14 +220,7 @@ pub fn run_load(cfg: &Config, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<Rep
 
 impl Engine<'_> {
     fn run(&mut self, hook: &mut dyn FnMut(Phase)) -> anyhow::Result<()> {
-        let bar = self.cfg.progress.then(|| {
-            let bar = ProgressBar::new_spinner();
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("style"),
-            );
-            bar
-        });
-        let mut last_draw = (Instant::now(), 0u64);
+        let mut progress = Progress::new(self.cfg.progress);
         if self.cfg.rate.is_some() {
             self.post_timer()?;
         }
@@ -257,22 +250,11 @@ impl Engine<'_> {
                 break;
             }
             self.advance(now, hook);
-            if let Some(bar) = &bar {
-                let dt = now.duration_since(last_draw.0);
-                if dt >= Duration::from_millis(250) {
-                    let rate = (self.done_total - last_draw.1) as f64 / dt.as_secs_f64();
-                    bar.set_message(format!(
-                        "{:?}: {rate:.0}/s, {} up, {} errors",
-                        self.stage, self.up, self.errors
-                    ));
-                    bar.tick();
-                    last_draw = (now, self.done_total);
-                }
-            }
+            progress.draw(now, self.done_total, self.stage, || {
+                format!("{} up, {} errors", self.up, self.errors)
+            });
         }
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
+        progress.finish();
         Ok(())
     }
 

@@ -30,6 +30,7 @@
 pub mod baseline;
 mod dgram;
 mod engine;
+mod progress;
 mod stats;
 
 use std::fmt;
