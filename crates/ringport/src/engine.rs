@@ -294,30 +294,18 @@ impl Engine {
 
     /// Stops every op of a handle and refuses new ones.
     pub(crate) fn cancel_handle(&self, h: &HandleInner) {
-        let (waiting, started) = {
+        let waiting: Vec<OpId> = {
             let mut st = h.state.lock();
             h.closed.store(true, Ordering::Release);
-            let waiting: Vec<OpId> = st
-                .lanes
+            st.lanes
                 .iter_mut()
                 .flat_map(|q| q.waiting.drain(..))
-                .collect();
-            // `closed` is set under the same lock that `submit_open` counts
-            // an op under, so no op can start after this count.
-            let started = st.ops - waiting.len();
-            (waiting, started)
+                .collect()
         };
         for id in waiting {
             self.end_unstarted(id, false);
         }
-        // Nothing of the handle's is with the kernel (the common case when
-        // a connection ends at its peer's close): no cancel request, which
-        // cost a tenth of the server's CPU under connection churn.
-        if started > 0 {
-            #[cfg(test)]
-            tests::CANCELS_SENT.with(|n| n.set(n.get() + 1));
-            self.driver.cancel_fd(self, h.fd.as_raw_fd());
-        }
+        self.driver.cancel_fd(self, h.fd.as_raw_fd());
     }
 
     // ---- completing ----------------------------------------------------
@@ -589,50 +577,4 @@ pub(crate) fn closed_error() -> io::Error {
         io::ErrorKind::NotConnected,
         "the completion port was shut down",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use std::cell::Cell;
-    use std::net::TcpListener;
-
-    use crate::op;
-    use crate::{BackendKind, CompletionPort};
-
-    thread_local! {
-        /// Cancel requests for a whole handle sent from this thread.
-        pub(super) static CANCELS_SENT: Cell<usize> = const { Cell::new(0) };
-    }
-
-    fn sent() -> usize {
-        CANCELS_SENT.with(Cell::get)
-    }
-
-    /// A handle dropped with nothing in flight (a connection that ended at
-    /// its peer's close) costs the kernel no cancel request; one dropped
-    /// with an accept outstanding sends one, and the accept comes back
-    /// cancelled.
-    #[test]
-    fn a_handle_with_nothing_in_flight_is_dropped_without_a_cancel() {
-        for kind in [BackendKind::IoUring, BackendKind::Epoll] {
-            let Ok(port) = CompletionPort::builder().backend(kind).build() else {
-                continue;
-            };
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let h = port.associate(l, 1).expect("associate");
-            let before = sent();
-            drop(h);
-            assert_eq!(sent(), before, "{kind}: idle handle");
-
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-            let h = port.associate(l, 2).expect("associate");
-            port.submit(op::Accept::new(&h)).expect("accept");
-            drop(h);
-            assert_eq!(sent(), before + 1, "{kind}: handle with an accept");
-            let c = port
-                .get(Some(std::time::Duration::from_secs(10)))
-                .expect("get");
-            assert!(c.is_cancelled(), "{kind}: {c:?}");
-        }
-    }
 }
