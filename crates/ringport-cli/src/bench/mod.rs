@@ -486,7 +486,6 @@ fn run_one(
     let cfg = load_config(a, p, case, s, None)?;
     let pid = s.pid();
     let (load_cpu, server_cpu) = (p.load_cpu, p.server_cpu);
-    let duration = p.duration;
     let (report, samples, syscalls) = std::thread::scope(|scope| {
         scope
             .spawn(move || -> anyhow::Result<_> {
@@ -494,20 +493,31 @@ fn run_one(
                     crate::affinity::pin_current(cpu)?;
                 }
                 let mut samples = Vec::new();
-                let mut counter = None;
+                let mut counter = if perf {
+                    Some(SyscallCount::start(pid, load_cpu)?)
+                } else {
+                    None
+                };
                 let mut failure = None;
+                // Counting is enabled before the start's sample and
+                // disabled after the end's, each once perf has said so.
                 let report = load::run_load(&cfg, &mut |phase| {
-                    if phase == Phase::WindowStart && perf {
-                        match SyscallCount::start(pid, duration, load_cpu) {
-                            Ok(c) => counter = Some(c),
-                            Err(e) => failure = Some(e),
-                        }
-                    }
+                    let told = match (phase, counter.as_mut()) {
+                        (Phase::WindowStart, Some(c)) => c.enable(),
+                        _ => Ok(()),
+                    };
                     samples.push((
                         server::cpu_ticks(pid),
                         server::ctx_switches(pid),
                         server::steal_ticks(server_cpu),
                     ));
+                    let told = told.and_then(|()| match (phase, counter.as_mut()) {
+                        (Phase::WindowEnd, Some(c)) => c.disable(),
+                        _ => Ok(()),
+                    });
+                    if let Err(e) = told {
+                        failure.get_or_insert(e);
+                    }
                 })?;
                 if let Some(e) = failure {
                     return Err(e);

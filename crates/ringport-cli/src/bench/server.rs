@@ -233,36 +233,169 @@ pub fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
-/// A `perf stat` counting a process's syscalls for a fixed time.
+/// A `perf stat` counting a process's syscalls over exactly the measured
+/// window.
+///
+/// The protocol: perf is started before the load, attached to the server
+/// with its counter disabled (`-D -1`) and listening on a control FIFO
+/// (`--control fifo:CTL,ACK`). At the window's start [`enable`] writes
+/// `enable` and waits for perf's `ack`, so counting has really begun before
+/// the first measured message; at its end [`disable`] does the same with
+/// `disable`; [`finish`] then interrupts perf and reads the count it prints.
+/// A perf that starts late (it shares the load generator's busy core) thus
+/// delays the window instead of missing it.
+///
+/// [`enable`]: SyscallCount::enable
+/// [`disable`]: SyscallCount::disable
+/// [`finish`]: SyscallCount::finish
 pub struct SyscallCount {
-    child: Child,
+    /// perf, until [`SyscallCount::finish`] takes it.
+    child: Option<Child>,
+    ctl: File,
+    ack: File,
+    dir: PathBuf,
 }
 
+/// How long perf may take to acknowledge a command.
+const ACK_LIMIT: Duration = Duration::from_secs(10);
+
 impl SyscallCount {
-    /// Starts counting `raw_syscalls:sys_enter` of `pid` for `secs`.
-    pub fn start(pid: u32, secs: f64, cpu: Option<usize>) -> anyhow::Result<Self> {
+    /// Starts perf attached to `pid` (pinned to `cpu`), counting nothing yet.
+    pub fn start(pid: u32, cpu: Option<usize>) -> anyhow::Result<Self> {
+        use rustix::fs::{Mode, OFlags};
+        let dir = std::env::temp_dir().join(format!(
+            "ringport-perf-{}-{pid}-{:x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let (ctl_path, ack_path) = (dir.join("ctl"), dir.join("ack"));
+        let open = |path: &Path| -> anyhow::Result<File> {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                path,
+                rustix::fs::FileType::Fifo,
+                Mode::RUSR | Mode::WUSR,
+                0,
+            )
+            .with_context(|| format!("mkfifo {}", path.display()))?;
+            // Read-write, so that neither this open nor perf's blocks
+            // waiting for the other end; non-blocking, so acks are polled
+            // with a limit.
+            let fd = rustix::fs::open(
+                path,
+                OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .with_context(|| format!("opening {}", path.display()))?;
+            Ok(File::from(fd))
+        };
+        let (ctl, ack) = (open(&ctl_path)?, open(&ack_path)?);
         let mut cmd = Command::new("perf");
-        cmd.args(["stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-p"])
-            .arg(pid.to_string())
-            .args(["--", "sleep"])
-            .arg(format!("{secs:.3}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.args([
+            "stat",
+            "-x",
+            ",",
+            "-e",
+            "raw_syscalls:sys_enter",
+            "-D",
+            "-1",
+        ])
+        .arg(format!(
+            "--control=fifo:{},{}",
+            ctl_path.display(),
+            ack_path.display()
+        ))
+        .arg("-p")
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let child = affinity::spawn_pinned(cmd, cpu)?;
         Ok(SyscallCount {
-            child: affinity::spawn_pinned(cmd, cpu)?,
+            child: Some(child),
+            ctl,
+            ack,
+            dir,
         })
     }
 
-    /// Waits for perf to finish and returns the count.
-    pub fn finish(self) -> anyhow::Result<u64> {
-        let out = self.child.wait_with_output()?;
+    /// Starts counting; returns once perf says it has.
+    pub fn enable(&mut self) -> anyhow::Result<()> {
+        self.command("enable")
+    }
+
+    /// Stops counting; returns once perf says it has.
+    pub fn disable(&mut self) -> anyhow::Result<()> {
+        self.command("disable")
+    }
+
+    fn command(&mut self, what: &str) -> anyhow::Result<()> {
+        use std::io::{Read, Write};
+        self.ctl
+            .write_all(format!("{what}\n").as_bytes())
+            .with_context(|| format!("telling perf to {what}"))?;
+        let deadline = std::time::Instant::now() + ACK_LIMIT;
+        let mut got = Vec::new();
+        // perf writes `ack\n` and a NUL.
+        while !got.windows(4).any(|w| w == b"ack\n") {
+            let child = self.child.as_mut().expect("perf runs until finish");
+            if let Ok(Some(status)) = child.try_wait() {
+                anyhow::bail!("perf stat exited ({status}) before acknowledging `{what}`");
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            anyhow::ensure!(
+                !left.is_zero(),
+                "perf stat did not acknowledge `{what}` within {ACK_LIMIT:?}"
+            );
+            let mut fds = [rustix::event::PollFd::new(
+                &self.ack,
+                rustix::event::PollFlags::IN,
+            )];
+            // Short polls, so a perf that died is noticed.
+            let step = left.min(Duration::from_millis(100));
+            let timeout = rustix::event::Timespec::try_from(step).expect("a short timeout");
+            rustix::event::poll(&mut fds, Some(&timeout)).context("polling perf's ack")?;
+            let mut buf = [0u8; 64];
+            match self.ack.read(&mut buf) {
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e).context("reading perf's ack"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Interrupts perf and returns the count it printed: the syscalls made
+    /// while counting was enabled. perf prints `<not counted>` when the
+    /// process never ran while enabled: that is 0.
+    pub fn finish(mut self) -> anyhow::Result<u64> {
+        let child = self.child.take().expect("perf runs until finish");
+        let pid = rustix::process::Pid::from_child(&child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stderr);
-        text.lines()
+        let line = text
+            .lines()
             .find(|l| l.contains("raw_syscalls:sys_enter"))
-            .and_then(|l| l.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("perf stat printed no syscall count: {text}"))?;
+        let value = line.split(',').next().unwrap_or("").trim();
+        if value == "<not counted>" {
+            return Ok(0);
+        }
+        value
+            .parse()
             .with_context(|| format!("perf stat printed no syscall count: {text}"))
+    }
+}
+
+impl Drop for SyscallCount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -306,5 +439,69 @@ mod tests {
     #[test]
     fn own_cpu_time_is_readable() {
         assert!(cpu_ticks(std::process::id()).is_ok());
+    }
+
+    /// A process killed when the test ends.
+    struct Target(Child);
+
+    impl Drop for Target {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn target(script: &str) -> Target {
+        Target(
+            Command::new("sh")
+                .args(["-c", script])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// A server idle through the window made no syscalls in it: 0, not an
+    /// error (perf prints `<not counted>` for it).
+    #[test]
+    fn an_idle_process_counts_zero_syscalls() {
+        if !perf_works() {
+            eprintln!("perf stat cannot count syscalls here; skipped");
+            return;
+        }
+        let t = target("exec sleep 60");
+        let mut c = SyscallCount::start(t.0.id(), None).unwrap();
+        c.enable().unwrap();
+        c.disable().unwrap();
+        assert_eq!(c.finish().unwrap(), 0);
+    }
+
+    /// Only the enabled span is counted, however late perf starts: a busy
+    /// process counted for no time at all (enabled and at once disabled,
+    /// after a pause as long as a window) gets far fewer syscalls than the
+    /// same process counted across the pause.
+    #[test]
+    fn only_the_enabled_span_is_counted() {
+        if !perf_works() {
+            eprintln!("perf stat cannot count syscalls here; skipped");
+            return;
+        }
+        // `yes` writes to /dev/null as fast as it can: a syscall each time.
+        let t = target("exec yes");
+        let pause = Duration::from_millis(300);
+        let mut across = SyscallCount::start(t.0.id(), None).unwrap();
+        let mut none = SyscallCount::start(t.0.id(), None).unwrap();
+        across.enable().unwrap();
+        std::thread::sleep(pause);
+        across.disable().unwrap();
+        std::thread::sleep(pause);
+        none.enable().unwrap();
+        none.disable().unwrap();
+        let (across, none) = (across.finish().unwrap(), none.finish().unwrap());
+        assert!(across > 1000, "{across} syscalls in {pause:?} of `yes`");
+        assert!(
+            none * 10 < across,
+            "{none} counted in no time, {across} across the pause"
+        );
     }
 }
