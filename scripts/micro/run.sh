@@ -36,7 +36,7 @@ build old "$work/old-tree" old_api.rs
 out=$work/results.txt
 : > "$out"
 for r in $(seq 1 "$rounds"); do
-    for s in "post_get 2000000" "packets_64 40000" "timeouts_64 10000"; do
+    for s in "post_get 2000000" "packets_64 40000" "timeouts_64 10000" "send_recv_64B 100000"; do
         set -- $s
         for be in io_uring epoll; do
             for v in old new; do

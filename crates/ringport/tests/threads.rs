@@ -15,6 +15,7 @@ both_backends!(
     post_from_another_thread_wakes_a_waiter,
     get_many_dequeues_batches,
     get_times_out_and_zero_only_polls,
+    a_timeout_past_the_clocks_range_waits_for_the_completion,
     at_most_concurrency_threads_run_at_once,
     waiting_threads_are_released_last_in_first_out,
     blocking_lets_another_waiter_run,
@@ -109,6 +110,19 @@ fn get_times_out_and_zero_only_polls(kind: BackendKind) {
             Err(e) => panic!("{e}"),
         }
     }
+}
+
+/// `get(Some(Duration::MAX))` waits as `get(None)` does (the deadline is
+/// past what `Instant` can hold) and returns the completion, instead of
+/// panicking on the overflow.
+fn a_timeout_past_the_clocks_range_waits_for_the_completion(kind: BackendKind) {
+    let Some(port) = port(kind, 1) else { return };
+    port.submit(op::Timeout::new(Duration::from_millis(20)).user(7))
+        .unwrap();
+    let c = port
+        .get(Some(Duration::MAX))
+        .expect("the timer's completion");
+    assert_eq!((c.kind(), c.user()), (OpKind::Timeout, 7));
 }
 
 fn at_most_concurrency_threads_run_at_once(kind: BackendKind) {

@@ -143,8 +143,17 @@ impl Sched {
             if let Some(c) = self.try_take() {
                 return Ok(self.hand_out(k, c, out));
             }
-            let deadline = *deadline.get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
-            let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // The first wait is the whole timeout (one clock read, for the
+            // deadline); later ones what is left of it.
+            let remaining = match deadline {
+                None => {
+                    // (A timeout past the clock's range waits forever.)
+                    deadline = Some(timeout.and_then(|t| Instant::now().checked_add(t)));
+                    timeout
+                }
+                Some(d) => d.map(|d: Instant| d.saturating_duration_since(Instant::now())),
+            };
+            let deadline = deadline.flatten();
             // Completions queued with every running slot taken: wait for a
             // slot (parked) rather than poll, which would only read further
             // ahead of the running threads and grow memory with it.

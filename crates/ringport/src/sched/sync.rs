@@ -53,6 +53,41 @@ impl<T: Default> Default for Mutex<T> {
 
 /// Parks the calling thread until unparked or `until` (loom has no clock:
 /// there the model never passes a deadline).
+/// A lock held for a push or a pop (the ready queue's): the crate's
+/// [`ShortLock`](crate::short_lock::ShortLock), whose unlock is a plain
+/// store, in a normal build; loom's mutex under loom.
+pub(crate) struct ShortMutex<T>(
+    #[cfg(not(loom))] crate::short_lock::ShortLock<T>,
+    #[cfg(loom)] loom::sync::Mutex<T>,
+);
+
+#[cfg(not(loom))]
+pub(crate) type ShortMutexGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T, spin::relax::Yield>;
+#[cfg(loom)]
+pub(crate) type ShortMutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+impl<T> ShortMutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        #[cfg(not(loom))]
+        return ShortMutex(crate::short_lock::ShortLock::new(value));
+        #[cfg(loom)]
+        return ShortMutex(loom::sync::Mutex::new(value));
+    }
+
+    pub(crate) fn lock(&self) -> ShortMutexGuard<'_, T> {
+        #[cfg(not(loom))]
+        return self.0.lock();
+        #[cfg(loom)]
+        return self.0.lock().unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+impl<T: Default> Default for ShortMutex<T> {
+    fn default() -> Self {
+        ShortMutex::new(T::default())
+    }
+}
+
 pub(crate) fn park_until(until: Option<std::time::Instant>) {
     match until {
         None => thread::park(),

@@ -461,17 +461,29 @@ impl super::Backend for Driver {
             true => (Some(Duration::ZERO), None),
             false => super::trim::wait(cx.pool(), timeout),
         };
-        let ms = match (
-            self.timers.begin_wait(timeout),
-            self.deadlines.begin_wait(timeout),
-        ) {
-            (-1, ms) | (ms, -1) => ms,
-            (a, b) => a.min(b),
+        // A zero wait marks no wait (no timer can be slept past) and reads
+        // no clock; an unbounded one reads it only if a timer is armed.
+        let waits = timeout != Some(Duration::ZERO);
+        let ms = if waits {
+            let mut clock = timers::Clock::default();
+            let until = timeout.and_then(|t| clock.get().checked_add(t));
+            let bound = match (
+                self.timers.begin_wait(until),
+                self.deadlines.begin_wait(until),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            timers::wait_ms(bound, &mut clock)
+        } else {
+            0
         };
         let mut events = [const { std::mem::MaybeUninit::uninit() }; EVENTS];
         let ready = sys::epoll_wait(&self.core.ep, &mut events, ms);
-        self.timers.end_wait();
-        self.deadlines.end_wait();
+        if waits {
+            self.timers.end_wait();
+            self.deadlines.end_wait();
+        }
         let ready = ready?;
         if let Some(began) = trim {
             super::trim::after_wait(cx.pool(), began, ready.is_empty());
@@ -493,11 +505,13 @@ impl super::Backend for Driver {
             }
         }
         self.reap_files(cx);
-        for id in self.timers.take_due() {
+        // After the wait: the time is read again.
+        let mut clock = timers::Clock::default();
+        for id in self.timers.take_due(&mut clock) {
             // SAFETY: an error result (ETIME); timers hold no I/O memory.
             unsafe { super::reap(cx, id, -libc::ETIME, false, None) };
         }
-        for id in self.deadlines.take_due() {
+        for id in self.deadlines.take_due(&mut clock) {
             // Reported cancelled; the front end makes it ETIMEDOUT.
             self.cancel_io(cx, id);
         }

@@ -42,6 +42,31 @@ impl Hasher for IdHasher {
     }
 }
 
+/// The time, read once when first asked for: one poll's calls share it,
+/// and a poll with no timer armed and no bound on its wait reads no clock.
+#[derive(Default)]
+pub(crate) struct Clock(Option<Instant>);
+
+impl Clock {
+    pub(crate) fn get(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+}
+
+/// The `epoll_wait` timeout for a wait until `bound` (`None`: forever, -1),
+/// in milliseconds rounded up, without 128-bit arithmetic.
+pub(crate) fn wait_ms(bound: Option<Instant>, clock: &mut Clock) -> i32 {
+    let Some(bound) = bound else {
+        return -1;
+    };
+    let left = bound.saturating_duration_since(clock.get());
+    let ms = left
+        .as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(left.subsec_nanos().div_ceil(1_000_000)));
+    i32::try_from(ms).unwrap_or(i32::MAX)
+}
+
 /// The pending timers. Lock order: this lock, then an op's slot.
 #[derive(Default)]
 pub(crate) struct Timers {
@@ -98,29 +123,18 @@ impl Timers {
         }
     }
 
-    /// The `epoll_wait` timeout in milliseconds (rounded up, -1 = forever)
-    /// for a wait of at most `limit`, bounded by the nearest deadline; marks
-    /// the poller as waiting.
-    pub(crate) fn begin_wait(&self, limit: Option<Duration>) -> i32 {
-        let now = Instant::now();
+    /// Marks the poller as waiting until `until` (`None`: forever) or the
+    /// nearest deadline, whichever is first, and returns that bound. A
+    /// timer armed meanwhile that is due earlier wakes the poller.
+    pub(crate) fn begin_wait(&self, until: Option<Instant>) -> Option<Instant> {
         let mut st = self.state.lock();
-        let user = limit.map(|t| {
-            now.checked_add(t)
-                .unwrap_or(now + Duration::from_secs(1 << 31))
-        });
         let timer = st.map.keys().next().map(|k| k.0);
-        let until = match (user, timer) {
+        let bound = match (until, timer) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        st.waiting = Some(until);
-        match until {
-            None => -1,
-            Some(u) => {
-                let ns = u.saturating_duration_since(now).as_nanos();
-                i32::try_from(ns.div_ceil(1_000_000)).unwrap_or(i32::MAX)
-            }
-        }
+        st.waiting = Some(bound);
+        bound
     }
 
     /// Marks the poller as no longer waiting.
@@ -128,11 +142,15 @@ impl Timers {
         self.state.lock().waiting = None;
     }
 
-    /// Removes and returns the timers that are due.
-    pub(crate) fn take_due(&self) -> Vec<OpId> {
-        let now = Instant::now();
+    /// Removes and returns the timers that are due (none without reading
+    /// the clock when none is armed).
+    pub(crate) fn take_due(&self, now: &mut Clock) -> Vec<OpId> {
         let mut st = self.state.lock();
         let mut due = Vec::new();
+        if st.map.is_empty() {
+            return due;
+        }
+        let now = now.get();
         while let Some(entry) = st.map.first_entry() {
             if entry.key().0 > now {
                 break;
