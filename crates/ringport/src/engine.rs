@@ -476,8 +476,9 @@ impl Engine {
 
     /// Reaps cancelled operations until none is left (or `DRAIN_LIMIT`),
     /// cancelling again now and then what an operation started while the
-    /// port was closing. The caller holds the poller seat and keeps it:
-    /// nobody polls a closed port again.
+    /// port was closing. The caller holds the poller seat: `shutdown` keeps
+    /// it (every op is in the table by then: nobody polls the port again);
+    /// a helper gives it back (see `drain_if_closed`).
     fn drain(&self, start: Instant) {
         let mut rounds = 0u32;
         while self.table.live() > 0 && start.elapsed() < DRAIN_LIMIT {
@@ -493,10 +494,14 @@ impl Engine {
     }
 
     /// A thread that finds the port closed helps reap what shutdown
-    /// cancelled (for a single-thread port, only its owner can).
+    /// cancelled (for a single-thread port, only its owner can), then gives
+    /// the poller seat back: a post that saw the port open may still put
+    /// its op in the table after this drain found it empty, and `shutdown`
+    /// (which waits for such posts) must then take the seat to reap it.
     fn drain_if_closed(&self) {
         if self.table.live() > 0 && self.driver.can_poll_here() && self.sched.try_poller() {
             self.drain(Instant::now());
+            self.sched.release_poller();
         }
     }
 }
@@ -577,4 +582,76 @@ pub(crate) fn closed_error() -> io::Error {
         io::ErrorKind::NotConnected,
         "the completion port was shut down",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use crate::completion::GetError;
+    use crate::op::sealed::Sealed;
+    use crate::op::Timeout;
+    use crate::sys::Submit;
+    use crate::{BackendKind, CompletionPort};
+
+    /// Found by the chaos test (seed 3298841376, io_uring, under ASan): a
+    /// thread whose `get` found the port closed drained it, found the table
+    /// empty and kept the poller seat; then a post that had seen the port
+    /// open put its timer in the table, `shutdown` cancelled it and waited
+    /// 10 s for a seat nobody would give back, and returned with the timer
+    /// outstanding. Here the post in progress is held by hand: `shutdown`
+    /// waits for it, a helper drains meanwhile, then the post's op goes in.
+    #[test]
+    fn an_op_posted_while_a_helper_drains_is_reaped_by_shutdown() {
+        for kind in [BackendKind::IoUring, BackendKind::Epoll] {
+            let Ok(port) = CompletionPort::builder().backend(kind).build() else {
+                continue;
+            };
+            let engine = port.engine().clone();
+            // Something for the helper to drain.
+            port.submit(Timeout::new(Duration::from_secs(3600)))
+                .expect("first timer");
+            // A post that has seen the port open and not yet inserted.
+            engine.posting.fetch_add(1, Ordering::SeqCst);
+            let closer = {
+                let port = port.clone();
+                std::thread::spawn(move || {
+                    let start = Instant::now();
+                    port.shutdown();
+                    start.elapsed()
+                })
+            };
+            let limit = Instant::now() + Duration::from_secs(10);
+            while !port.is_shut_down() {
+                assert!(
+                    Instant::now() < limit,
+                    "{kind}: shutdown never closed the port"
+                );
+                std::thread::yield_now();
+            }
+            // The helper: shutdown has not cancelled yet (it waits for the
+            // post), so cancel the first timer here; `get` then drains it.
+            for id in engine.table.ids() {
+                engine.cancel(id);
+            }
+            assert!(matches!(
+                port.get(Some(Duration::ZERO)),
+                Err(GetError::Closed)
+            ));
+            assert_eq!(port.outstanding(), 0, "{kind}: the helper drained");
+            // The post goes on: its op is in the table, then it is done.
+            let late = Timeout::new(Duration::from_secs(3600)).into_record();
+            engine
+                .submit_open(late, Submit::Now)
+                .expect("the late timer");
+            engine.posting.fetch_sub(1, Ordering::SeqCst);
+            let took = closer.join().expect("shutdown");
+            assert_eq!(port.outstanding(), 0, "{kind}: the late timer was reaped");
+            assert!(
+                took < Duration::from_secs(5),
+                "{kind}: shutdown took {took:?}"
+            );
+        }
+    }
 }

@@ -109,6 +109,11 @@ impl CompletionPort {
         CompletionPort { engine }
     }
 
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// The backend in use.
     ///
     /// ```
