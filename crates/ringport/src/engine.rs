@@ -294,18 +294,31 @@ impl Engine {
 
     /// Stops every op of a handle and refuses new ones.
     pub(crate) fn cancel_handle(&self, h: &HandleInner) {
-        let waiting: Vec<OpId> = {
+        let (waiting, started) = {
             let mut st = h.state.lock();
             h.closed.store(true, Ordering::Release);
-            st.lanes
+            let waiting: Vec<OpId> = st
+                .lanes
                 .iter_mut()
                 .flat_map(|q| q.waiting.drain(..))
-                .collect()
+                .collect();
+            // `closed` is set under the same lock that `submit_open` counts
+            // an op under, so no op can start after this count.
+            let started = st.ops - waiting.len();
+            (waiting, started)
         };
         for id in waiting {
             self.end_unstarted(id, false);
         }
-        self.driver.cancel_fd(self, h.fd.as_raw_fd());
+        // Nothing of the handle's is with the kernel (the common case when
+        // a connection ends at its peer's close): no cancel request, which
+        // cost a tenth of the server's CPU under connection churn (the
+        // kernel looks for the descriptor's requests in every list).
+        if started > 0 {
+            #[cfg(test)]
+            tests::CANCELS_SENT.with(|n| n.set(n.get() + 1));
+            self.driver.cancel_fd(self, h.fd.as_raw_fd());
+        }
     }
 
     // ---- completing ----------------------------------------------------
@@ -586,14 +599,51 @@ pub(crate) fn closed_error() -> io::Error {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+    use std::net::TcpListener;
     use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
 
     use crate::completion::GetError;
     use crate::op::sealed::Sealed;
-    use crate::op::Timeout;
+    use crate::op::{self, Timeout};
     use crate::sys::Submit;
     use crate::{BackendKind, CompletionPort};
+
+    thread_local! {
+        /// Cancel requests for a whole handle sent from this thread.
+        pub(super) static CANCELS_SENT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    fn sent() -> usize {
+        CANCELS_SENT.with(Cell::get)
+    }
+
+    /// A handle dropped with nothing in flight (a connection that ended at
+    /// its peer's close) costs the kernel no cancel request; one dropped
+    /// with an accept outstanding sends one, and the accept comes back
+    /// cancelled.
+    #[test]
+    fn a_handle_with_nothing_in_flight_is_dropped_without_a_cancel() {
+        for kind in [BackendKind::IoUring, BackendKind::Epoll] {
+            let Ok(port) = CompletionPort::builder().backend(kind).build() else {
+                continue;
+            };
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let h = port.associate(l, 1).expect("associate");
+            let before = sent();
+            drop(h);
+            assert_eq!(sent(), before, "{kind}: idle handle");
+
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let h = port.associate(l, 2).expect("associate");
+            port.submit(op::Accept::new(&h)).expect("accept");
+            drop(h);
+            assert_eq!(sent(), before + 1, "{kind}: handle with an accept");
+            let c = port.get(Some(Duration::from_secs(10))).expect("get");
+            assert!(c.is_cancelled(), "{kind}: {c:?}");
+        }
+    }
 
     /// Found by the chaos test (seed 3298841376, io_uring, under ASan): a
     /// thread whose `get` found the port closed drained it, found the table
